@@ -1,0 +1,151 @@
+"""Fast CPU attention: the same four functions as `reference`, backed by a small C++ kernel.
+
+The kernel (cpu_attention.cpp) streams each request's K/V straight from the pool through its slot
+table with an online softmax, so decode reads the cache once instead of gathering a padded copy.
+It is plain C with OpenMP, compiled once per machine with the system's g++ into
+~/.cache/radixgen/cpu_kernels (about a second, no torch headers or ninja needed) and called through
+ctypes. If it cannot be built, every function falls back to the torch reference with one warning.
+Long extends (prefill) stay on the reference's gather + SDPA, whose fused CPU kernel uses AMX/bf16
+matmuls and wins once enough new tokens share each key read.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import reference
+from .meta import AttnMeta
+
+write_kv = reference.write_kv
+
+_SOURCE = Path(__file__).with_name("cpu_attention.cpp")
+# Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
+          "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+_POOL_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+_MAX_D, _MAX_ROWS = 256, 64      # the kernel's fixed per-task buffers (see MAX_D, MAX_ROWS there)
+# Extends up to this many new tokens per request stream through the kernel; longer ones go to SDPA.
+STREAM_MAX_EXTEND = 16
+_SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
+
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "radixgen" / "cpu_kernels"
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags: -march=native output is only valid on a CPU that has them all."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
+def load_library() -> ctypes.CDLL | None:
+    """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
+    cxx = os.environ.get("CXX", "g++")
+    key = hashlib.sha256(b"\0".join([_SOURCE.read_bytes(), cxx.encode(), " ".join(_FLAGS).encode(),
+                                     _cpu_flags().encode()])).hexdigest()[:16]
+    path = _cache_dir() / f"cpu_attention_{key}.so"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent builders each rename atomically
+            subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", str(tmp)], check=True,
+                           capture_output=True, text=True, timeout=300)
+            os.replace(tmp, path)
+        lib = ctypes.CDLL(str(path))  # torch is imported first, so OpenMP resolves to torch's libgomp
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        warnings.warn(f"radixgen: CPU attention kernel unavailable, using the torch reference "
+                      f"({detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__})")
+        return None
+    lib.rg_attention.restype = ctypes.c_int
+    lib.rg_attention.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
+                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64]
+    lib.rg_apply_bitmask.restype = None
+    lib.rg_apply_bitmask.argtypes = [_ptr, ctypes.c_int, _i64, _ptr, _i64, _i64, _i64]
+    return lib
+
+
+def is_available() -> bool:
+    return load_library() is not None
+
+
+def _can_stream(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> bool:
+    """The kernel handles CPU pools of fp32/bf16, unit stride on D, K and V laid out alike."""
+    h, d = q.shape[1], q.shape[2]
+    kvh = k_pool.shape[1]
+    return (load_library() is not None and q.device.type == "cpu" and k_pool.device.type == "cpu"
+            and k_pool.dtype in _POOL_DTYPES and v_pool.dtype == k_pool.dtype
+            and k_pool.stride() == v_pool.stride() and k_pool.stride(2) == 1
+            and d <= _MAX_D and h % kvh == 0 and h // kvh <= _MAX_ROWS)
+
+
+def _num_splits(meta: AttnMeta, num_kv_heads: int, group: int) -> int:
+    """Split each request's keys when (request, kv head) tasks alone cannot keep every thread busy."""
+    tasks = sum(-(-e // max(1, _MAX_ROWS // group)) for e in meta.extend_lens.tolist()) * num_kv_heads
+    want = 4 * torch.get_num_threads()
+    if tasks >= want:
+        return 1
+    return max(1, min(-(-want // tasks), meta.max_seq // _SPLIT_MIN_KEYS))
+
+
+def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
+                      meta: AttnMeta, sm_scale: float) -> torch.Tensor:
+    """q: [T, H, D] flat new tokens -> [T, H, D]; attends as `reference.extend_attention` does."""
+    t, h, d = q.shape
+    kvh = k_pool.shape[1]
+    qf = q.to(torch.float32).contiguous()                 # fp32 [T, H, D]
+    out = torch.empty(t, h, d, dtype=torch.float32)       # fp32 [T, H, D], every row written
+    splits = _num_splits(meta, kvh, h // kvh)
+    partial = torch.empty(t, h, splits, d + 2) if splits > 1 else out  # (max, sum, acc[D]) per split
+    table = meta.req_to_slot.to(torch.int32).contiguous()
+    rows, prefix, extend = (x.to(torch.int64).contiguous()
+                            for x in (meta.req_rows, meta.prefix_lens, meta.extend_lens))
+    rc = load_library().rg_attention(
+        _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
+        k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
+        table.data_ptr(), table.stride(0), rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(),
+        rows.numel(), h, kvh, d, sm_scale, splits)
+    assert rc == 0, "shape checks in _can_stream and the kernel disagree"
+    return out.to(q.dtype)
+
+
+def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
+                     meta: AttnMeta, sm_scale: float) -> torch.Tensor:
+    """q: [B, H, D], one token per request, whose K/V are already in the pool -> [B, H, D]."""
+    if not _can_stream(q, k_pool, v_pool):
+        return reference.decode_attention(q, k_pool, v_pool, meta, sm_scale)
+    return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
+
+
+def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
+                     meta: AttnMeta, sm_scale: float) -> torch.Tensor:
+    """q: [T, H, D] new tokens (K/V already in the pool), prefix + causal -> [T, H, D]."""
+    if meta.max_extend > STREAM_MAX_EXTEND or not _can_stream(q, k_pool, v_pool):
+        return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)
+    return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
+
+
+def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+    """logits: float [B, V]; bitmask: int32 [B, >= ceil(V / 32)]; disallowed logits -> -inf in place."""
+    lib = load_library()
+    if (lib is None or logits.device.type != "cpu" or logits.dim() != 2 or logits.stride(1) != 1
+            or logits.dtype not in (torch.float32, torch.bfloat16)):
+        return reference.apply_token_bitmask(logits, bitmask)
+    words = bitmask.to(torch.int32).contiguous()
+    lib.rg_apply_bitmask(logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.stride(0),
+                         words.data_ptr(), words.stride(0), logits.shape[0], logits.shape[1])

@@ -1,0 +1,231 @@
+// Paged attention over the KV pool on the CPU, called through ctypes from kernels/cpu.py.
+//
+// One task = (request, tile of its new tokens, kv head, key split). It streams the request's keys
+// straight from the pool through its req_to_slot row, KB keys at a time, with an online softmax
+// (flash-attention style), so no padded copy of K/V is ever made: decode reads K and V once.
+// All arithmetic is fp32; the pool is fp32 or bf16. Threads come from OpenMP, which resolves to the
+// libgomp that torch has already loaded, so torch.set_num_threads governs it too.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int KB = 32;         // keys per block: their scores are softmaxed together
+constexpr int MAX_ROWS = 64;   // query rows (new tokens x query heads of one kv head) per task
+constexpr int MAX_D = 256;
+
+inline float bf16_to_float(uint16_t x) {
+  uint32_t u = uint32_t(x) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline void load_row(const float* src, float* dst, int d) { std::memcpy(dst, src, d * sizeof(float)); }
+inline void load_row(const uint16_t* src, float* dst, int d) {
+#pragma omp simd
+  for (int i = 0; i < d; ++i) dst[i] = bf16_to_float(src[i]);
+}
+
+// exp(x) for x <= 0 (scores minus their running max), vectorizable: 2^(x log2 e) split into an
+// integer power (built in the exponent bits) and a degree-6 polynomial on [0, 1), rel. error ~3e-9.
+// Exactly 0 below -87 (so masked -inf scores weigh nothing).
+inline float exp_nonpos(float x) {
+  const float xc = x < -87.f ? -87.f : x;
+  const float t = xc * 1.44269504088896341f;
+  const float fi = std::floor(t);
+  const float f = t - fi;
+  float p = 2.187750476e-04f;
+  p = p * f + 1.238782148e-03f;
+  p = p * f + 9.684580452e-03f;
+  p = p * f + 5.548042633e-02f;
+  p = p * f + 2.402305020e-01f;
+  p = p * f + 6.931469287e-01f;
+  p = p * f + 1.0f;
+  const uint32_t bits = uint32_t(int32_t(fi) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return x < -87.f ? 0.f : p * scale;
+}
+
+struct Tile { int64_t b, first, count; };  // request b, its new tokens first : first + count
+
+struct Args {
+  const float* q; float* out; float* partial;
+  const void* k_pool; const void* v_pool; int64_t slot_stride, head_stride;
+  const int32_t* req_to_slot; int64_t table_stride;
+  const int64_t* req_rows; const int64_t* prefix_lens; const int64_t* extend_start;
+  int64_t H, KVH, D, splits; float sm_scale;
+};
+
+// Runs one task; DT > 0 fixes the head dim at compile time so the inner loops unroll.
+template <typename T, int DT>
+void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
+  const int D = DT > 0 ? DT : int(a.D);
+  const int64_t g = a.H / a.KVH, rows = tile.count * g;
+  const int64_t prefix = a.prefix_lens[tile.b];
+  const int64_t tok0 = a.extend_start[tile.b] + tile.first;  // flat row of the tile's first token
+  const int32_t* slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
+  // Row r = (token r / g, head kvh * g + r % g) sees keys 0 ..= limit[r] (causal over new tokens).
+  const int64_t key_end = prefix + tile.first + tile.count;
+  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + KB - 1) / KB * KB;
+  const int64_t lo = split * chunk, hi = std::min(key_end, lo + chunk);
+
+  alignas(64) float qs[MAX_ROWS][MAX_D], acc[MAX_ROWS][MAX_D], s[MAX_ROWS][KB];
+  alignas(64) float kbuf[KB][MAX_D], vbuf[KB][MAX_D];  // the block's keys and values in fp32
+  float m[MAX_ROWS], l[MAX_ROWS];
+  int64_t limit[MAX_ROWS];
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = a.q + ((tok0 + r / g) * a.H + kvh * g + r % g) * D;
+    for (int d = 0; d < D; ++d) { qs[r][d] = src[d] * a.sm_scale; acc[r][d] = 0.f; }
+    m[r] = -INFINITY; l[r] = 0.f; limit[r] = prefix + tile.first + r / g;
+  }
+  const T* kbase = static_cast<const T*>(a.k_pool) + kvh * a.head_stride;
+  const T* vbase = static_cast<const T*>(a.v_pool) + kvh * a.head_stride;
+  const int row_bytes = D * int(sizeof(T));
+
+  for (int64_t j0 = lo; j0 < hi; j0 += KB) {
+    const int n = int(std::min<int64_t>(KB, hi - j0));
+    // Prefetch the next block's rows (scattered slots defeat the hardware prefetcher), then
+    // convert this block's rows to fp32 once for all the rows of queries.
+    for (int64_t j = j0 + KB; j < std::min(hi, j0 + 2 * KB); ++j) {
+      const char* kp = reinterpret_cast<const char*>(kbase + slots[j] * a.slot_stride);
+      const char* vp = reinterpret_cast<const char*>(vbase + slots[j] * a.slot_stride);
+      for (int off = 0; off < row_bytes; off += 64) { __builtin_prefetch(kp + off); __builtin_prefetch(vp + off); }
+    }
+    for (int t = 0; t < n; ++t) {
+      load_row(kbase + slots[j0 + t] * a.slot_stride, kbuf[t], D);
+      load_row(vbase + slots[j0 + t] * a.slot_stride, vbuf[t], D);
+    }
+    // scores s[r][t] = q_r . k_{j0+t} (q pre-scaled), -inf where the key is in row r's future
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int t = 0; t < n; ++t) {
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < D; ++d) dot += qs[r][d] * kbuf[t][d];
+        s[r][t] = j0 + t <= limit[r] ? dot : -INFINITY;
+      }
+    }
+    // online softmax: weights relative to the new running max, old sums rescaled by alpha
+    for (int64_t r = 0; r < rows; ++r) {
+      float mx = m[r];
+      for (int t = 0; t < n; ++t) mx = std::max(mx, s[r][t]);
+      if (mx == -INFINITY) continue;  // no visible key yet: nothing to add
+      const float alpha = exp_nonpos(m[r] - mx);
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int t = 0; t < n; ++t) { s[r][t] = exp_nonpos(s[r][t] - mx); sum += s[r][t]; }
+      l[r] = l[r] * alpha + sum; m[r] = mx;
+      alignas(64) float o[DT > 0 ? DT : MAX_D];  // this row's accumulator, kept in registers
+#pragma omp simd
+      for (int d = 0; d < D; ++d) o[d] = acc[r][d] * alpha;
+      for (int t = 0; t < n; ++t) {
+        const float p = s[r][t];
+#pragma omp simd
+        for (int d = 0; d < D; ++d) o[d] += p * vbuf[t][d];
+      }
+      for (int d = 0; d < D; ++d) acc[r][d] = o[d];
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = (tok0 + r / g) * a.H + kvh * g + r % g;  // flat (token, head)
+    if (a.splits == 1) {
+      const float inv = 1.f / l[r];
+      for (int d = 0; d < D; ++d) a.out[row * D + d] = acc[r][d] * inv;
+    } else {  // partial[row, split] = (max, sum, unnormalised acc[D])
+      float* dst = a.partial + (row * a.splits + split) * (D + 2);
+      dst[0] = m[r]; dst[1] = l[r];
+      for (int d = 0; d < D; ++d) dst[2 + d] = acc[r][d];
+    }
+  }
+}
+
+// Merges the key splits of one (token, head): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+void combine(const Args& a, int64_t row) {
+  const int64_t D = a.D;
+  const float* p = a.partial + row * a.splits * (D + 2);
+  float mx = -INFINITY, denom = 0.f;
+  for (int64_t s = 0; s < a.splits; ++s) mx = std::max(mx, p[s * (D + 2)]);
+  float* o = a.out + row * D;
+  for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+  for (int64_t s = 0; s < a.splits; ++s) {
+    const float* ps = p + s * (D + 2);
+    if (ps[0] == -INFINITY) continue;  // this split saw none of the row's keys
+    const float w = exp_nonpos(ps[0] - mx);
+    denom += w * ps[1];
+    for (int64_t d = 0; d < D; ++d) o[d] += w * ps[2 + d];
+  }
+  for (int64_t d = 0; d < D; ++d) o[d] /= denom;
+}
+
+template <typename T>
+void run(const Args& a, const std::vector<Tile>& tiles) {
+  void (*fn)(const Args&, const Tile&, int64_t, int64_t) =
+      a.D == 64 ? attend<T, 64> : a.D == 128 ? attend<T, 128> : attend<T, 0>;
+  const int64_t n_tasks = int64_t(tiles.size()) * a.KVH * a.splits;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n_tasks; ++i) {
+    const int64_t per_tile = a.KVH * a.splits;
+    fn(a, tiles[i / per_tile], (i % per_tile) / a.splits, i % a.splits);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// q: fp32 [T, H, D]; out: fp32 [T, H, D]; partial: fp32 [T, H, splits, D + 2] when splits > 1.
+// Pools [S, KVH, D] with element strides (slot_stride, head_stride), dtype 0 = fp32, 1 = bf16.
+// Returns 0, or 1 when a shape is past the kernel's fixed limits (the caller then uses torch).
+int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
+                 const void* k_pool, const void* v_pool, int64_t slot_stride, int64_t head_stride,
+                 const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
+                 const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch,
+                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits) {
+  const int64_t g = H / KVH;
+  if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1) return 1;
+  std::vector<int64_t> extend_start(batch);
+  std::vector<Tile> tiles;
+  const int64_t tokens_per_tile = MAX_ROWS / g;
+  int64_t total = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    extend_start[b] = total;
+    for (int64_t i = 0; i < extend_lens[b]; i += tokens_per_tile)
+      tiles.push_back({b, i, std::min(tokens_per_tile, extend_lens[b] - i)});
+    total += extend_lens[b];
+  }
+  const Args a{q, out, partial, k_pool, v_pool, slot_stride, head_stride, req_to_slot, table_stride,
+               req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale};
+  if (pool_dtype == 0) run<float>(a, tiles); else run<uint16_t>(a, tiles);
+  if (splits > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < total * H; ++row) combine(a, row);
+  }
+  return 0;
+}
+
+// logits [B, V] (fp32 when is_bf16 == 0, else bf16) with row stride; bitmask int32 [B, >= ceil(V/32)]:
+// bit j of word w allows token 32 w + j; every other logit becomes -inf.
+void rg_apply_bitmask(void* logits, int is_bf16, int64_t row_stride, const int32_t* bitmask,
+                      int64_t mask_stride, int64_t batch, int64_t vocab) {
+  const int64_t words = (vocab + 31) / 32;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t w = 0; w < words; ++w) {
+      const uint32_t bits = uint32_t(bitmask[b * mask_stride + w]);
+      if (bits == 0xFFFFFFFFu) continue;  // all 32 allowed: the common case for free text
+      const int64_t end = std::min<int64_t>(32, vocab - 32 * w);
+      for (int64_t j = 0; j < end; ++j) {
+        if (bits >> j & 1u) continue;
+        const int64_t i = b * row_stride + 32 * w + j;
+        if (is_bf16) static_cast<uint16_t*>(logits)[i] = 0xFF80;  // bf16 -inf
+        else static_cast<float*>(logits)[i] = -INFINITY;
+      }
+    }
+  }
+}
+
+}  // extern "C"

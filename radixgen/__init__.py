@@ -1,0 +1,8 @@
+"""radixgen: a structured-generation runtime (paged continuous batching, radix-tree KV cache,
+constrained decoding, SGLang's frontend language, an OpenAI / SGLang-native HTTP server)."""
+from radixgen.runtime.config import EngineConfig
+from radixgen.runtime.engine import Engine
+from radixgen.runtime.sampling_params import SamplingParams
+
+__all__ = ["Engine", "EngineConfig", "SamplingParams"]
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""Engine configuration: one frozen dataclass, validated once, built from keyword arguments or CLI flags."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+POLICIES = ("lpm", "fcfs")
+ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str | None = None              # HF dir, .gguf file, or None for the bundled SmolLM2-135M-Instruct
+    dtype: str = "auto"                   # auto: bf16 where the CPU has AMX/AVX512-BF16 or on CUDA, else fp32
+    device: str = "auto"                  # auto: cuda if available, else cpu
+    page_size: int = 1                    # KV slots per page
+    max_total_tokens: int | None = None   # KV pool size in tokens; None: mem_fraction_static of free memory
+    mem_fraction_static: float = 0.25     # share of available memory for the KV pool when max_total_tokens is None
+    max_running_requests: int = 256
+    chunked_prefill_size: int = 2048      # token budget of one prefill batch; longer prompts are chunked
+    schedule_policy: str = "lpm"          # lpm: longest cached prefix first; fcfs: arrival order
+    disable_radix_cache: bool = False
+    context_length: int | None = None     # None: the model's max_position_embeddings
+    attention_backend: str = "auto"
+    num_threads: int | None = None        # torch intra-op threads; None: the machine's core count
+    tp_size: int = 1
+    random_seed: int = 0
+    cache_dir: str = field(default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "radixgen"))
+    enable_jump_forward: bool = True
+    grammar_cache_size: int = 128
+    grammar_compile_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("schedule_policy", self.schedule_policy, POLICIES)
+        _check_choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.tp_size != 1:
+            raise ValueError("tp_size > 1 is not supported yet: run with tp_size=1")
+        if self.max_total_tokens is not None and self.max_total_tokens < 16:
+            raise ValueError(f"max_total_tokens must be >= 16, got {self.max_total_tokens}")
+        if not 0.0 < self.mem_fraction_static < 0.95:
+            raise ValueError(f"mem_fraction_static must be in (0, 0.95), got {self.mem_fraction_static}")
+        if self.context_length is not None and self.context_length < 1:
+            raise ValueError(f"context_length must be positive, got {self.context_length}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "EngineConfig":
+        """Build from keyword arguments; an unknown key is an error naming the closest valid one."""
+        aliases = {"model_path": "model", "max_model_len": "context_length",
+                   "enable_prefix_caching": None, "max_num_seqs": "max_running_requests"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key == "enable_prefix_caching":  # vLLM's switch, inverted
+                clean["disable_radix_cache"] = not value
+                continue
+            key = aliases.get(key) or key
+            if key not in names:
+                hint = difflib.get_close_matches(key, sorted(names), n=1)
+                raise ValueError(f"unknown engine option {key!r}"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            clean[key] = value
+        return cls(**clean)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,272 @@
+"""Engine: the offline API (SGLang's style). A background thread runs EngineCore; callers talk to
+it through a queue, so sync, streaming and async callers (and the HTTP server) share one engine."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+import uuid
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from .config import EngineConfig
+from .engine_core import EngineCore
+from .request import Req
+from .sampling_params import SamplingParams
+
+log = logging.getLogger("radixgen")
+Prompt = str | list[str] | None
+_DONE = object()
+
+
+class Engine:
+    """`Engine(model=None, **config)`: model is a HF directory, a .gguf file, or None (bundled SmolLM2)."""
+
+    def __init__(self, model: str | None = None, **kwargs: Any):
+        self.config = EngineConfig.from_kwargs(model=model, **kwargs)
+        self.core = EngineCore(self.config)
+        self.tokenizer = self.core.tokenizer
+        self.model_path = str(self.core.runner.model_dir)
+        self._inbox: queue.Queue = queue.Queue()
+        self._stopped = threading.Event()
+        self._ids = itertools.count()
+        self._thread = threading.Thread(target=self._loop, name="radixgen-engine", daemon=True)
+        self._thread.start()
+
+    # ---- the engine thread ----
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._drain(block=not self.core.has_work)
+            try:
+                self.core.step()
+            except Exception as exc:  # a bug must not kill the server: fail the batch, keep serving
+                log.exception("engine step failed")
+                self.core.fail_all(f"internal error: {type(exc).__name__}: {exc}")
+
+    def _drain(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.05) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: tuple) -> None:
+        kind, payload, reply = item
+        try:
+            if kind == "add":
+                for req in payload:
+                    self.core.add_request(req)
+                result: Any = None
+            elif kind == "abort":
+                result = self.core.abort(payload)
+            else:  # "call": run a function on the engine thread
+                result = payload(self.core)
+        except ValueError as exc:
+            result = exc
+        if reply is not None:
+            reply(result)
+
+    def _call(self, fn: Callable[[EngineCore], Any]) -> Any:
+        done: queue.Queue = queue.Queue()
+        self._inbox.put(("call", fn, done.put))
+        result = done.get()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # ---- building requests ----
+    def _make_reqs(self, prompt: Prompt, input_ids: Any, sampling_params: Any, stream: bool,
+                   sink: Callable[[Req], None], extra: dict[str, Any]) -> tuple[list[Req], bool]:
+        if self._stopped.is_set():
+            raise ValueError("the engine is shut down")
+        if (prompt is None) == (input_ids is None):
+            raise ValueError("give exactly one of prompt and input_ids")
+        single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
+        if single:
+            ids_list = [self.tokenizer.encode(prompt)] if prompt is not None else [list(input_ids)]
+        else:
+            items = prompt if prompt is not None else input_ids
+            if not isinstance(items, list) or not items:
+                raise ValueError("prompt must be a string or a non-empty list of strings (input_ids likewise)")
+            ids_list = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in items]
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(ids_list)
+        if len(params) != len(ids_list):
+            raise ValueError(f"got {len(params)} sampling_params for {len(ids_list)} prompts")
+        reqs = []
+        for ids, sp in zip(ids_list, params):
+            sp = SamplingParams.from_any(sp)
+            if extra:
+                sp = sp.replace(**extra)
+            for j in range(sp.n):
+                one = sp.replace(n=1, seed=None if sp.seed is None else sp.seed + j) if sp.n > 1 else sp
+                reqs.append(Req(f"{uuid.uuid4().hex[:12]}-{next(self._ids)}", list(ids), one, sink, stream))
+        return reqs, single and len(reqs) == 1
+
+    def submit(self, reqs: list[Req]) -> None:
+        """Queue built requests; raises the first validation error (then none of them runs)."""
+        done: queue.Queue = queue.Queue()
+        self._inbox.put(("add", reqs, done.put))
+        err = done.get()
+        if err is not None:
+            for req in reqs:
+                self.abort(req.rid)
+            raise err
+
+    def abort(self, rid: str) -> None:
+        self._inbox.put(("abort", rid, None))
+
+    @staticmethod
+    def _logprob_args(return_logprob: bool, logprob_start_len: int | None, top_logprobs_num: int | None) -> dict:
+        extra: dict[str, Any] = {}
+        if return_logprob:
+            extra["return_logprob"] = True
+        if logprob_start_len is not None:
+            extra["logprob_start_len"] = logprob_start_len
+        if top_logprobs_num:
+            extra["top_logprobs_num"] = top_logprobs_num
+        return extra
+
+    # ---- public API ----
+    def generate(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
+                 return_logprob: bool = False, logprob_start_len: int | None = None,
+                 top_logprobs_num: int | None = None, stream: bool = False) -> Any:
+        """One prompt -> a dict; a list -> a list of dicts (n > 1 expands in place).
+        stream=True -> an iterator of dicts whose `text` / `output_ids` hold the new part only."""
+        out: queue.Queue = queue.Queue()
+        extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
+        reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream,
+                                       lambda r: out.put(make_output(r, self.tokenizer, stream)), extra)
+        self.submit(reqs)
+        if stream:
+            return self._stream(reqs, out)
+        results: dict[str, dict] = {}
+        while len(results) < len(reqs):
+            item = out.get()
+            if item["meta_info"]["finish_reason"] is not None:
+                results[item["meta_info"]["id"]] = item
+        ordered = [results[r.rid] for r in reqs]
+        return ordered[0] if single else ordered
+
+    def _stream(self, reqs: list[Req], out: queue.Queue) -> Iterator[dict]:
+        left = {r.rid for r in reqs}
+        try:
+            while left:
+                item = out.get()
+                if item["meta_info"]["finish_reason"] is not None:
+                    left.discard(item["meta_info"]["id"])
+                yield item
+        finally:
+            for rid in left:  # the consumer stopped early: free the requests' KV
+                self.abort(rid)
+
+    async def async_generate(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
+                             return_logprob: bool = False, logprob_start_len: int | None = None,
+                             top_logprobs_num: int | None = None, stream: bool = False) -> Any:
+        """Like `generate`; with stream=True returns an async iterator."""
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue = asyncio.Queue()
+        sink = lambda r: loop.call_soon_threadsafe(out.put_nowait, make_output(r, self.tokenizer, stream))  # noqa: E731
+        extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
+        reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream, sink, extra)
+        await loop.run_in_executor(None, self.submit, reqs)
+        if stream:
+            return self._astream(reqs, out)
+        results: dict[str, dict] = {}
+        while len(results) < len(reqs):
+            item = await out.get()
+            if item["meta_info"]["finish_reason"] is not None:
+                results[item["meta_info"]["id"]] = item
+        ordered = [results[r.rid] for r in reqs]
+        return ordered[0] if single else ordered
+
+    async def _astream(self, reqs: list[Req], out: asyncio.Queue) -> AsyncIterator[dict]:
+        left = {r.rid for r in reqs}
+        try:
+            while left:
+                item = await out.get()
+                if item["meta_info"]["finish_reason"] is not None:
+                    left.discard(item["meta_info"]["id"])
+                yield item
+        finally:
+            for rid in left:
+                self.abort(rid)
+
+    def apply_chat_template(self, messages: list[dict]) -> list[int]:
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def chat(self, messages: list[dict] | list[list[dict]], sampling_params: Any = None, **kwargs: Any) -> Any:
+        """One conversation -> a dict; a list of conversations -> a list. Uses the chat template."""
+        if messages and isinstance(messages[0], list):
+            return self.generate(input_ids=[self.apply_chat_template(m) for m in messages],
+                                 sampling_params=sampling_params, **kwargs)
+        return self.generate(input_ids=self.apply_chat_template(messages), sampling_params=sampling_params, **kwargs)
+
+    def flush_cache(self) -> bool:
+        """Empty the prefix cache; refused (False) while requests are in flight."""
+        return self._call(lambda core: core.flush_cache())
+
+    def get_stats(self) -> dict[str, Any]:
+        def read(core: EngineCore) -> dict[str, Any]:
+            kv, s = core.kv, core.scheduler
+            return {**core.stats, "num_running": len(s.running) + (s.chunked is not None),
+                    "num_waiting": len(s.waiting), "kv_capacity": kv.allocator.capacity,
+                    "kv_free": kv.allocator.num_free_slots, "kv_evictable": kv.cache.evictable_size(),
+                    "kv_locked": kv.cache.locked_size()}
+        return self._call(read)
+
+    def check(self) -> None:
+        """Raise unless the KV accounting holds (call when no request is in flight)."""
+        self._call(lambda core: core.kv.check())
+
+    def shutdown(self) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            self._call(lambda core: core.fail_all("the engine is shutting down"))
+        finally:
+            self._stopped.set()
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def __del__(self) -> None:
+        if getattr(self, "_thread", None) is not None and not self._stopped.is_set():
+            self._stopped.set()
+
+
+def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:
+    """SGLang's output dict. With `delta`, text / output_ids hold only what is new since the last call."""
+    text, ids = req.text, req.output_ids
+    if delta:
+        sent_text, sent_ids = getattr(req, "_sent", (0, 0))
+        text, ids = text[sent_text:], ids[sent_ids:]
+        req._sent = (len(req.text), len(req.output_ids))  # type: ignore[attr-defined]
+    now = time.perf_counter()
+    meta: dict[str, Any] = {
+        "id": req.rid, "prompt_tokens": len(req.prompt_ids), "completion_tokens": len(req.output_ids),
+        "cached_tokens": req.hit_len, "finish_reason": req.finish,
+        "e2e_latency": now - req.arrival,
+    }
+    if req.params.return_logprob:
+        decode = (lambda t: tokenizer.decode([t]))
+        fmt = lambda lps: [[lp, t, decode(t)] for lp, t in lps]  # noqa: E731
+        meta["output_token_logprobs"] = fmt(req.output_logprobs)
+        meta["output_top_logprobs"] = [fmt(top) for top in req.output_top]
+        if req.params.logprob_start_len >= 0:
+            meta["input_token_logprobs"] = fmt(req.input_logprobs)
+            meta["input_top_logprobs"] = [fmt(top) for top in req.input_top]
+    return {"text": text, "output_ids": list(ids), "meta_info": meta}

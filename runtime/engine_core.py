@@ -1,0 +1,204 @@
+"""EngineCore: the single-threaded heart. `step()` = schedule, run, process results.
+
+Not thread-safe: `Engine` drives it from one thread and talks to it through a queue.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from radixgen.radix import NoPrefixCache, PrefixCache
+
+from .config import EngineConfig
+from .detokenizer import IncrementalDetokenizer
+from .kv_manager import KVManager
+from .memory_pool import PageAllocator, ReqToSlot
+from .model_runner import ModelRunner
+from .request import Req
+from .sampler import apply_penalties, gather_logprobs, sample
+from .scheduler import ScheduledBatch, Scheduler
+
+
+def make_prefix_cache(config: EngineConfig, allocator: PageAllocator) -> PrefixCache:
+    if config.disable_radix_cache:
+        return NoPrefixCache(allocator.free, config.page_size)
+    from radixgen.radix import RadixCache
+    return RadixCache(allocator.free, config.page_size)
+
+
+class EngineCore:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.runner = ModelRunner(config)
+        self.tokenizer = self.runner.tokenizer
+        self.context_length = self.runner.context_length
+        ps = config.page_size
+        allocator = PageAllocator(self.runner.num_slots // ps, ps)
+        rows = ReqToSlot(config.max_running_requests + 2, self.context_length + ps, self.runner.device)
+        self.kv = KVManager(allocator, rows, make_prefix_cache(config, allocator))
+        self.scheduler = Scheduler(config, self.kv)
+        self.generator = torch.Generator().manual_seed(config.random_seed)
+        self.eos_ids = self._eos_ids()
+        self.reqs: dict[str, Req] = {}
+        self.stats = {"prompt_tokens": 0, "cached_tokens": 0, "generation_tokens": 0, "forwards": 0,
+                      "prefill_tokens_computed": 0, "retractions": 0}
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        for source in (self.runner.hf_config, getattr(self.runner, "generation_config", None)):
+            eos = getattr(source, "eos_token_id", None)
+            ids.update(eos if isinstance(eos, list) else [eos])
+        return {i for i in ids if i is not None}
+
+    # ---- requests in ----
+    def add_request(self, req: Req) -> None:
+        """Validate and queue; raises ValueError (and queues nothing) on bad input."""
+        n = len(req.prompt_ids)
+        if n == 0:
+            raise ValueError("the prompt is empty")
+        if n >= self.context_length:
+            raise ValueError(f"the prompt has {n} tokens, over the context length of {self.context_length} "
+                             "(the prompt must leave room for at least one new token)")
+        vocab = self.runner.arch.vocab_size
+        if min(req.prompt_ids) < 0 or max(req.prompt_ids) >= vocab:
+            raise ValueError(f"input_ids must be token ids in [0, {vocab})")
+        if req.rid in self.reqs:
+            raise ValueError(f"request id {req.rid!r} is already in flight")
+        if req.params.seed is not None:
+            req.generator = torch.Generator().manual_seed(req.params.seed)
+        if req.stream or req.params.stop:
+            p = req.params
+            req.detok = IncrementalDetokenizer(self.tokenizer, p.skip_special_tokens, p.spaces_between_special_tokens)
+        self.reqs[req.rid] = req
+        self.scheduler.waiting.append(req)
+        self.stats["prompt_tokens"] += n
+
+    def abort(self, rid: str, message: str = "aborted by the client") -> None:
+        req = self.reqs.get(rid)
+        if req is not None and not req.is_finished:
+            self.scheduler.remove(req)
+            req.finish = {"type": "abort", "message": message}
+            self._emit(req)
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.num_unfinished > 0
+
+    # ---- the loop ----
+    def step(self) -> bool:
+        """One forward (or none if idle). Returns whether any work was done."""
+        batch = self.scheduler.schedule()
+        for req in self.scheduler.rejected:
+            self._emit(req)
+        self.scheduler.rejected.clear()
+        if batch is None:
+            return False
+        logits = self.runner.forward(batch, self.kv.slots.table)
+        self.stats["forwards"] += 1
+        if not batch.is_decode:
+            self.stats["prefill_tokens_computed"] += sum(batch.extend_lens)
+        self._process(batch, logits)
+        return True
+
+    def _process(self, batch: ScheduledBatch, logits: torch.Tensor) -> None:
+        for req, lp in zip(batch.reqs, batch.prompt_lp):
+            if lp is not None:
+                self._prompt_logprobs(req, logits, *lp)
+        idx = [i for i, a in enumerate(batch.sample_at) if a is not None]
+        if idx:
+            reqs = [batch.reqs[i] for i in idx]
+            raw = logits[torch.tensor([batch.sample_at[i] for i in idx])]
+            work = raw.clone()
+            apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
+            tokens = sample(work, reqs, self.generator)
+            lps, tops = None, None
+            if any(r.params.return_logprob for r in reqs):
+                lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
+            for j, (req, tok) in enumerate(zip(reqs, tokens.tolist())):
+                if req.params.return_logprob:
+                    req.output_logprobs.append((lps[j], tok))
+                    req.output_top.append(tops[j][: req.params.top_logprobs_num])
+                self._append(req, tok)
+        for req in batch.reqs:
+            if not batch.is_decode and req.kv_len == req.seq_len and req.params.max_new_tokens == 0:
+                self._finish(req, {"type": "length", "length": 0})
+            if req.is_finished:
+                self.scheduler.remove(req)
+                self._emit(req)
+            elif not batch.is_decode:
+                self.kv.cache_prefix(req)
+                if self.scheduler.chunked is not req:
+                    self.scheduler.running.append(req)
+
+    def _prompt_logprobs(self, req: Req, logits: torch.Tensor, at: int, pos: int, count: int) -> None:
+        if not req.input_logprobs and req.params.logprob_start_len == 0:
+            req.input_logprobs.append((None, req.prompt_ids[0]))  # the first token has no prediction
+            req.input_top.append([])
+        targets = torch.tensor(req.prompt_ids[pos + 1: pos + 1 + count])
+        lps, tops = gather_logprobs(logits[at: at + count], targets, req.params.top_logprobs_num)
+        req.input_logprobs.extend(zip(lps, targets.tolist()))
+        req.input_top.extend(tops)
+
+    def _stop_ids(self, req: Req) -> list[int]:
+        ids = [] if req.params.ignore_eos else sorted(self.eos_ids)
+        return ids + req.params.stop_token_ids
+
+    def _append(self, req: Req, tok: int) -> None:
+        req.output_ids.append(tok)
+        self.stats["generation_tokens"] += 1
+        if req.first_token_time is None:
+            req.first_token_time = time.perf_counter()
+        p = req.params
+        if req.detok is not None:
+            req.text += req.detok.step(req.output_ids)
+        if tok in p.stop_token_ids or (not p.ignore_eos and tok in self.eos_ids):
+            return self._finish(req, {"type": "stop", "matched": tok})
+        if p.stop and self._match_stop_string(req):
+            return
+        if len(req.output_ids) >= p.max_new_tokens:
+            return self._finish(req, {"type": "length", "length": p.max_new_tokens})
+        if req.seq_len >= self.context_length:
+            return self._finish(req, {"type": "length", "length": len(req.output_ids)})
+        if req.sink is not None and req.stream:
+            req.sink(req)
+
+    def _match_stop_string(self, req: Req) -> bool:
+        window = max(len(s) for s in req.params.stop) + 16
+        tail_start = max(0, len(req.text) - window)
+        for s in req.params.stop:
+            at = req.text.find(s, tail_start)
+            if at >= 0:
+                req.text = req.text if req.params.no_stop_trim else req.text[:at]
+                self._finish(req, {"type": "stop", "matched": s}, final_text=req.text)
+                return True
+        return False
+
+    def _finish(self, req: Req, reason: dict[str, Any], final_text: str | None = None) -> None:
+        req.finish = reason
+        if final_text is None:
+            ids = req.output_ids
+            if reason["type"] == "stop" and isinstance(reason.get("matched"), int) and not req.params.no_stop_trim:
+                ids = ids[:-1]
+            p = req.params
+            req.text = self.tokenizer.decode(ids, skip_special_tokens=p.skip_special_tokens)
+
+    def _emit(self, req: Req) -> None:
+        if req.is_finished:
+            self.reqs.pop(req.rid, None)
+            self.stats["cached_tokens"] += req.hit_len
+        if req.sink is not None:
+            req.sink(req)
+
+    def fail_all(self, message: str) -> None:
+        """After an internal error: end every request cleanly and give back their KV."""
+        for req in list(self.reqs.values()):
+            self.abort(req.rid, message)
+
+    def flush_cache(self) -> bool:
+        if self.has_work:
+            return False
+        self.kv.cache.evict(self.kv.cache.evictable_size())
+        self.kv.cache.reset()
+        return True

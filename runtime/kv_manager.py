@@ -1,0 +1,104 @@
+"""KVManager: the one owner of KV slots: page allocator + slot table + prefix cache.
+
+Every slot is, at any time, exactly one of: free; held by the prefix cache (evictable or locked);
+private to a running request (in its slot-table row, past its `cached_len`).
+"""
+from __future__ import annotations
+
+import torch
+
+from radixgen.radix import PrefixCache
+
+from .memory_pool import PageAllocator, ReqToSlot
+from .request import Req
+
+
+class KVManager:
+    def __init__(self, allocator: PageAllocator, slots: ReqToSlot, cache: PrefixCache):
+        self.allocator, self.slots, self.cache = allocator, slots, cache
+        self.page_size = allocator.page_size
+
+    def available(self) -> int:
+        """Slots a new allocation could get: free plus evictable."""
+        return self.allocator.num_free_slots + self.cache.evictable_size()
+
+    def pages_needed(self, req: Req, n: int) -> int:
+        """Slots (whole pages) that extending `req` by n tokens takes from the pool."""
+        ps = self.page_size
+        return (-(-(req.kv_len + n) // ps) - -(-req.kv_len // ps)) * ps
+
+    def admit(self, req: Req) -> bool:
+        """Give `req` a slot-table row and lock its longest cached prefix; False if no row is free."""
+        row = self.slots.alloc_row()
+        if row is None:
+            return False
+        req.row = row
+        match = self.cache.match_prefix(req.token_ids(0, req.max_cached_len))
+        self.cache.lock(match.node)
+        n = match.length
+        self.slots.table[row, :n] = match.slots.to(torch.int32)
+        req.node, req.cached_len, req.kv_len = match.node, n, n
+        if req.num_retractions == 0:
+            req.hit_len = n
+        return True
+
+    def extend(self, req: Req, n: int) -> torch.Tensor | None:
+        """Slots for tokens [kv_len, kv_len + n) of `req`, written into its row (kv_len advances);
+        evicts from the prefix cache if needed. None, with nothing changed, if the pool is too full."""
+        ps, start, end = self.page_size, req.kv_len, req.kv_len + n
+        num_pages = self.pages_needed(req, n) // ps
+        pages = self._alloc_pages(num_pages)
+        if pages is None:
+            return None
+        pos = torch.arange(start, end)
+        page_of = pos // ps - (-(-start // ps))  # index into new pages; negative = the current last page
+        table = self.slots.table[req.row]
+        if start % ps:  # tokens that still fit into the last, partly filled page
+            last_base = int(table[start - 1]) - (start - 1) % ps
+            slots = torch.where(page_of < 0, last_base + pos % ps, pages[page_of.clamp(min=0)] * ps + pos % ps)
+        else:
+            slots = pages[page_of] * ps + pos % ps
+        table[start:end] = slots.to(torch.int32)
+        req.kv_len = end
+        return slots
+
+    def _alloc_pages(self, n: int) -> torch.Tensor | None:
+        pages = self.allocator.alloc_pages(n)
+        if pages is None:
+            self.cache.evict(n * self.page_size - self.allocator.num_free_slots)
+            pages = self.allocator.alloc_pages(n)
+        return pages
+
+    def cache_prefix(self, req: Req) -> None:
+        """Share a running request's computed tokens: insert them into the cache and switch its row
+        to the cache's slots (freeing its duplicates), so concurrent requests reuse them."""
+        if not self.cache.shares:
+            return
+        ids, row = req.token_ids(0, req.kv_len), self.slots.table[req.row]
+        res = self.cache.insert(ids, row[: req.kv_len].long())
+        self.allocator.free(row[req.cached_len: res.prefix_len].long())
+        match = self.cache.match_prefix(ids[: res.aligned_len])
+        assert match.length == res.aligned_len, (match.length, res.aligned_len)
+        row[: match.length] = match.slots.to(torch.int32)
+        self.cache.lock(match.node)
+        self.cache.unlock(req.node)
+        req.node, req.cached_len = match.node, match.length
+
+    def release(self, req: Req) -> None:
+        """Give back everything `req` holds: its computed tokens go to the cache (which frees them
+        at once when not sharing), duplicates and the unaligned tail to the allocator."""
+        if req.row is None:
+            return
+        row = self.slots.table[req.row]
+        slots = row[: req.kv_len].long()
+        if req.kv_len > req.cached_len:
+            res = self.cache.insert(req.token_ids(0, req.kv_len), slots)
+            self.allocator.free(slots[req.cached_len: res.prefix_len])
+            self.allocator.free(slots[res.aligned_len:])  # the unaligned tail: a partial page
+        self.cache.unlock(req.node)
+        self.slots.free_row(req.row)
+        req.row, req.node, req.kv_len, req.cached_len = None, None, 0, 0
+
+    def check(self) -> None:
+        """free + evictable + locked == capacity; valid when no request holds private slots."""
+        self.cache.check(self.allocator.num_free_slots, self.allocator.capacity)

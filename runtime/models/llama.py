@@ -1,0 +1,197 @@
+"""Llama-family decoder (Llama, Mistral, Qwen2, SmolLM2) over flat token batches and the paged KV pool.
+
+A forward takes T tokens from many requests at once (`input_ids`, `positions`: [T]); attention reads
+and writes the shared pool through `AttnMeta` (see radixgen.kernels.meta). q/k/v and gate/up are
+fused into one matmul each at load time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixgen.kernels import AttnMeta
+
+SUPPORTED = ("llama", "mistral", "qwen2")
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    qkv_bias: bool
+    tie_word_embeddings: bool
+    max_position_embeddings: int
+
+    @classmethod
+    def from_hf(cls, config: Any) -> "ModelArch":
+        if config.model_type not in SUPPORTED:
+            raise ValueError(f"model type {config.model_type!r} is not supported (supported: {', '.join(SUPPORTED)})")
+        heads = config.num_attention_heads
+        return cls(
+            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size, num_layers=config.num_hidden_layers,
+            num_heads=heads, num_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+            rms_norm_eps=config.rms_norm_eps,
+            qkv_bias=config.model_type == "qwen2" or bool(getattr(config, "attention_bias", False)),
+            tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+            max_position_embeddings=config.max_position_embeddings)
+
+
+@dataclass
+class ForwardContext:
+    """What attention needs for one forward; passed down as an argument, never stored globally."""
+    meta: AttnMeta
+    k_pool: torch.Tensor      # [L, S, KVH, D]
+    v_pool: torch.Tensor      # [L, S, KVH, D]
+    backend: ModuleType       # write_kv / decode_attention / extend_attention
+
+
+def rope_cos_sin(config: Any, head_dim: int, max_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: float32 [max_pos, head_dim], with the config's theta and scaling (via transformers)."""
+    params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    theta = params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    if rope_type == "default":
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
+        scale = 1.0
+    else:
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        if rope_type not in ROPE_INIT_FUNCTIONS:
+            raise ValueError(f"rope type {rope_type!r} is not supported")
+        inv_freq, scale = ROPE_INIT_FUNCTIONS[rope_type](config, torch.device("cpu"))
+    freqs = torch.outer(torch.arange(max_pos, dtype=torch.float32), inv_freq.float())
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos() * scale, emb.sin() * scale
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [T, h, D]; cos, sin: [T, 1, D] in x's dtype. Rotates halves (HF's non-interleaved layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(dim)), eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 then scale in the model dtype, exactly as transformers does (parity).
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, arch: ModelArch, layer_id: int):
+        super().__init__()
+        self.layer_id, self.h, self.kvh, self.d = layer_id, arch.num_heads, arch.num_kv_heads, arch.head_dim
+        self.qkv_proj = nn.Linear(arch.hidden_size, (self.h + 2 * self.kvh) * self.d, bias=arch.qkv_bias)
+        self.o_proj = nn.Linear(self.h * self.d, arch.hidden_size, bias=False)
+        self.scale = 1.0 / math.sqrt(self.d)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        t = x.shape[0]
+        q, k, v = self.qkv_proj(x).split([self.h * self.d, self.kvh * self.d, self.kvh * self.d], dim=-1)
+        q = apply_rope(q.view(t, self.h, self.d), cos, sin)          # [T, H, D]
+        k = apply_rope(k.view(t, self.kvh, self.d), cos, sin)        # [T, KVH, D]
+        k_pool, v_pool = ctx.k_pool[self.layer_id], ctx.v_pool[self.layer_id]
+        ctx.backend.write_kv(k_pool, v_pool, ctx.meta.out_slots, k, v.view(t, self.kvh, self.d))
+        attend = ctx.backend.decode_attention if ctx.meta.is_decode else ctx.backend.extend_attention
+        out = attend(q, k_pool, v_pool, ctx.meta, self.scale)         # [T, H, D]
+        return self.o_proj(out.reshape(t, self.h * self.d))
+
+
+class MLP(nn.Module):
+    def __init__(self, arch: ModelArch):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, arch: ModelArch, layer_id: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        self.self_attn = Attention(arch, layer_id)
+        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        self.mlp = MLP(arch)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, ctx)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, arch: ModelArch, hf_config: Any, max_pos: int):
+        super().__init__()
+        self.arch = arch
+        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(arch, i) for i in range(arch.num_layers))
+        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        cos, sin = rope_cos_sin(hf_config, arch.head_dim, max_pos)
+        self.register_buffer("cos", cos, persistent=False)  # [max_pos, D], cast with the model
+        self.register_buffer("sin", sin, persistent=False)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        """input_ids, positions: int64 [T] -> final hidden states [T, hidden]."""
+        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # [T, 1, D]
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin, ctx)
+        return self.norm(x)
+
+    @torch.inference_mode()
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, hidden] -> float32 logits [N, vocab]."""
+        return self.lm_head(hidden).float()
+
+    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Map transformers' parameter names onto ours, fusing q/k/v and gate/up."""
+        own: dict[str, torch.Tensor] = {}
+        get = lambda name: _take(state, name)  # noqa: E731
+        own["embed_tokens.weight"] = get("model.embed_tokens.weight")
+        own["norm.weight"] = get("model.norm.weight")
+        head = state.get("lm_head.weight")
+        own["lm_head.weight"] = own["embed_tokens.weight"] if head is None or self.arch.tie_word_embeddings else head
+        for i in range(self.arch.num_layers):
+            p, o = f"model.layers.{i}.", f"layers.{i}."
+            own[o + "self_attn.qkv_proj.weight"] = torch.cat([get(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
+            if self.arch.qkv_bias:
+                own[o + "self_attn.qkv_proj.bias"] = torch.cat([get(p + f"self_attn.{n}_proj.bias") for n in "qkv"])
+            own[o + "self_attn.o_proj.weight"] = get(p + "self_attn.o_proj.weight")
+            own[o + "mlp.gate_up_proj.weight"] = torch.cat([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")])
+            own[o + "mlp.down_proj.weight"] = get(p + "mlp.down_proj.weight")
+            own[o + "input_layernorm.weight"] = get(p + "input_layernorm.weight")
+            own[o + "post_attention_layernorm.weight"] = get(p + "post_attention_layernorm.weight")
+        missing, unexpected = self.load_state_dict(own, strict=False)
+        missing = [m for m in missing if m not in ("cos", "sin")]
+        if missing or unexpected:
+            raise ValueError(f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if self.arch.tie_word_embeddings or head is None:
+            self.lm_head.weight = self.embed_tokens.weight
+
+
+def _take(state: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    if name not in state:
+        raise ValueError(f"weights file lacks tensor {name!r}")
+    return state[name]

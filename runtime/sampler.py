@@ -1,0 +1,88 @@
+"""Batched sampling: penalties, temperature, top-k / top-p / min-p, per-request seeds, logprobs.
+
+All per-request knobs become [B] tensors once per step; the work on [B, V] logits is a handful of
+tensor operations whatever the batch size. Per-row Python runs only for seeded requests' draws.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .request import Req, TokenLogprob
+
+
+class SampleOutput(NamedTuple):
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None          # the chosen tokens' logprobs, when any row asked
+    top: list[list[TokenLogprob]] | None         # top alternatives, per row (empty when not asked)
+
+
+def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[int]]) -> None:
+    """In place: min_new_tokens (stop tokens banned), frequency / presence / repetition penalties."""
+    for i, req in enumerate(reqs):
+        if len(req.output_ids) < req.params.min_new_tokens and stop_ids[i]:
+            logits[i, stop_ids[i]] = float("-inf")
+    ps = [r.params for r in reqs]
+    if any(p.frequency_penalty or p.presence_penalty for p in ps):
+        b, v = logits.shape
+        counts = torch.zeros(b, v, dtype=logits.dtype)
+        for i, req in enumerate(reqs):
+            if req.output_ids:
+                counts[i].index_add_(0, torch.tensor(req.output_ids), torch.ones(len(req.output_ids)))
+        freq = torch.tensor([p.frequency_penalty for p in ps]).unsqueeze(1)
+        pres = torch.tensor([p.presence_penalty for p in ps]).unsqueeze(1)
+        logits -= freq * counts + pres * (counts > 0)
+    for i, req in enumerate(reqs):
+        rp = req.params.repetition_penalty
+        if rp != 1.0:  # HF's rule over prompt + output: divide positive logits, multiply negative ones
+            seen = torch.tensor(sorted(set(req.prompt_ids) | set(req.output_ids)))
+            vals = logits[i, seen]
+            logits[i, seen] = torch.where(vals > 0, vals / rp, vals * rp)
+
+
+def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) -> torch.Tensor:
+    """logits: float32 [B, V] (already masked / penalised) -> int64 [B] next tokens."""
+    greedy = torch.tensor([r.params.is_greedy for r in reqs])
+    if bool(greedy.all()):
+        return logits.argmax(-1)
+    ps = [r.params for r in reqs]
+    temp = torch.tensor([1.0 if p.is_greedy else p.temperature for p in ps]).unsqueeze(1)
+    probs = torch.softmax(logits / temp, dim=-1)
+    if any(p.top_k > 0 or p.top_p < 1.0 for p in ps):
+        probs = _top_k_top_p(probs, ps)
+    min_p = torch.tensor([p.min_p for p in ps]).unsqueeze(1)
+    if bool((min_p > 0).any()):
+        probs = probs.masked_fill(probs < min_p * probs.max(-1, keepdim=True).values, 0.0)
+    # Exponential race (Gumbel-max in disguise): argmax(p / E) samples from p; one draw per row.
+    noise = torch.empty_like(probs).exponential_(generator=generator)
+    for i, req in enumerate(reqs):
+        if req.generator is not None:  # seeded: the row's noise comes from its own generator
+            noise[i].exponential_(generator=req.generator)
+    sampled = (probs / noise).argmax(-1)
+    return torch.where(greedy, logits.argmax(-1), sampled)
+
+
+def _top_k_top_p(probs: torch.Tensor, ps: list) -> torch.Tensor:
+    """Zero the probabilities outside each row's top-k and top-p nucleus (sort once for both)."""
+    sorted_p, idx = probs.sort(dim=-1, descending=True)
+    v = probs.shape[-1]
+    k = torch.tensor([p.top_k if p.top_k > 0 else v for p in ps]).unsqueeze(1)
+    top_p = torch.tensor([p.top_p for p in ps]).unsqueeze(1)
+    rank = torch.arange(v).unsqueeze(0)
+    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
+    drop = (rank >= k) | (before >= top_p)
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
+
+
+def gather_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, top_n: int
+                    ) -> tuple[list[float], list[list[TokenLogprob]]]:
+    """Raw-model logprobs of `token_ids` ([N]) under `logits` ([N, V]) and the top_n alternatives."""
+    logp = torch.log_softmax(logits, dim=-1)
+    chosen = logp.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1).tolist()
+    top: list[list[TokenLogprob]] = [[] for _ in chosen]
+    if top_n > 0:
+        vals, ids = logp.topk(top_n, dim=-1)
+        top = [list(zip(v, i)) for v, i in zip(vals.tolist(), ids.tolist())]
+    return chosen, top

@@ -1,0 +1,154 @@
+"""SamplingParams: the one place sampling keywords are defined (SGLang's names, vLLM's accepted too).
+
+The engine, the HTTP routes and the DSL all build this object; nothing else lists the keywords.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+# Other projects' names for our fields: vLLM and the OpenAI API.
+ALIASES = {
+    "max_tokens": "max_new_tokens",
+    "max_completion_tokens": "max_new_tokens",
+    "min_tokens": "min_new_tokens",
+    "include_stop_str_in_output": "no_stop_trim",
+    "stop_token_id": "stop_token_ids",
+    "top_logprobs": "top_logprobs_num",
+}
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(init=False)
+class SamplingParams:
+    max_new_tokens: int = 128
+    min_new_tokens: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1                   # -1 (or 0): off
+    min_p: float = 0.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    n: int = 1
+    seed: int | None = None
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    no_stop_trim: bool = False
+    regex: str | None = None
+    json_schema: Any = None           # a dict or a JSON string
+    choices: list[str] | None = None
+    return_logprob: bool = False
+    top_logprobs_num: int = 0
+    logprob_start_len: int = -1       # >= 0: also return prompt logprobs from this position
+
+    def __init__(self, **kwargs: Any) -> None:
+        names = {f.name: f for f in dataclasses.fields(self)}
+        for name, f in names.items():
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            setattr(self, name, default)
+        for key, value in kwargs.items():
+            if key == "logprobs":  # vLLM: number of top logprobs per output token
+                if value is not None and value is not False:
+                    self.return_logprob = True
+                    self.top_logprobs_num = 0 if value is True else int(value)
+                continue
+            if key == "prompt_logprobs":  # vLLM: prompt logprobs with this many alternatives
+                if value is not None:
+                    self.return_logprob, self.logprob_start_len = True, 0
+                    self.top_logprobs_num = max(self.top_logprobs_num, int(value))
+                continue
+            key = ALIASES.get(key, key)
+            if key not in names:
+                hint = difflib.get_close_matches(key, sorted(names), n=1)
+                raise ValueError(f"unknown sampling parameter {key!r}"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            if value is not None or key in ("seed", "regex", "json_schema", "choices"):
+                setattr(self, key, value)
+        self._normalize()
+        self.validate()
+
+    @classmethod
+    def from_any(cls, value: "SamplingParams | dict | None") -> "SamplingParams":
+        if value is None:
+            return cls()
+        if isinstance(value, SamplingParams):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ValueError(f"sampling_params must be a dict or SamplingParams, got {type(value).__name__}")
+
+    def replace(self, **changes: Any) -> "SamplingParams":
+        return SamplingParams(**{**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def _normalize(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if isinstance(self.stop_token_ids, int):
+            self.stop_token_ids = [self.stop_token_ids]
+        self.stop, self.stop_token_ids = list(self.stop), list(self.stop_token_ids)
+        if self.top_k == 0:
+            self.top_k = -1
+        if self.top_logprobs_num:
+            self.return_logprob = True
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def grammar(self) -> tuple[str, Any] | None:
+        """(kind, spec) of the constraint, or None."""
+        given = [(k, v) for k, v in (("regex", self.regex), ("json_schema", self.json_schema),
+                                      ("choices", self.choices)) if v is not None]
+        return given[0] if given else None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first out-of-range value."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+        need(_is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
+             f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
+        need(self.max_new_tokens <= 1_000_000, f"max_new_tokens={self.max_new_tokens} is absurdly large")
+        need(_is_int(self.min_new_tokens) and 0 <= self.min_new_tokens,
+             f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens!r}")
+        need(_is_num(self.temperature) and self.temperature >= 0,
+             f"temperature must be a number >= 0, got {self.temperature!r}")
+        need(_is_num(self.top_p) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}")
+        need(_is_int(self.top_k) and self.top_k >= -1, f"top_k must be -1 (off) or >= 1, got {self.top_k!r}")
+        need(_is_num(self.min_p) and 0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p!r}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            v = getattr(self, name)
+            need(_is_num(v) and -2 <= v <= 2, f"{name} must be in [-2, 2], got {v!r}")
+        need(_is_num(self.repetition_penalty) and 0 < self.repetition_penalty <= 2,
+             f"repetition_penalty must be in (0, 2], got {self.repetition_penalty!r}")
+        need(_is_int(self.n) and 1 <= self.n <= 128, f"n must be an integer in [1, 128], got {self.n!r}")
+        need(self.seed is None or _is_int(self.seed), f"seed must be an integer, got {self.seed!r}")
+        need(all(isinstance(s, str) and s for s in self.stop), "stop must be a non-empty string or a list of them")
+        need(all(_is_int(t) and t >= 0 for t in self.stop_token_ids), "stop_token_ids must be token ids (ints >= 0)")
+        need(_is_int(self.top_logprobs_num) and 0 <= self.top_logprobs_num <= MAX_TOP_LOGPROBS,
+             f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs_num!r}")
+        need(_is_int(self.logprob_start_len) and self.logprob_start_len >= -1,
+             f"logprob_start_len must be >= -1, got {self.logprob_start_len!r}")
+        grammars = [k for k in ("regex", "json_schema", "choices") if getattr(self, k) is not None]
+        need(len(grammars) <= 1, f"give at most one of regex, json_schema, choices (got {', '.join(grammars)})")
+        need(self.choices is None or (isinstance(self.choices, list) and self.choices
+                                      and all(isinstance(c, str) for c in self.choices)),
+             "choices must be a non-empty list of strings")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
