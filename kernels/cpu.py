@@ -56,7 +56,8 @@ def _cpu_flags() -> str:
 def load_library() -> ctypes.CDLL | None:
     """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
     cxx = os.environ.get("CXX", "g++")
-    key = hashlib.sha256(b"\0".join([_SOURCE.read_bytes(), cxx.encode(), " ".join(_FLAGS).encode(),
+    sources = [_SOURCE.read_bytes(), _SOURCE.with_name("cpu_attention_avx512.h").read_bytes()]
+    key = hashlib.sha256(b"\0".join([*sources, cxx.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_flags().encode()])).hexdigest()[:16]
     path = _cache_dir() / f"cpu_attention_{key}.so"
     try:
@@ -74,7 +75,7 @@ def load_library() -> ctypes.CDLL | None:
         return None
     lib.rg_attention.restype = ctypes.c_int
     lib.rg_attention.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
-                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64]
+                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, ctypes.c_int]
     lib.rg_apply_bitmask.restype = None
     lib.rg_apply_bitmask.argtypes = [_ptr, ctypes.c_int, _i64, _ptr, _i64, _i64, _i64]
     return lib
@@ -119,7 +120,7 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
         _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
         k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
         table.data_ptr(), table.stride(0), rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(),
-        rows.numel(), h, kvh, d, sm_scale, splits)
+        rows.numel(), h, kvh, d, sm_scale, splits, int(q.dtype == torch.bfloat16))
     assert rc == 0, "shape checks in _can_stream and the kernel disagree"
     return out.to(q.dtype)
 

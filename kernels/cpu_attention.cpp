@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -59,9 +60,29 @@ struct Args {
   const int32_t* req_to_slot; int64_t table_stride;
   const int64_t* req_rows; const int64_t* prefix_lens; const int64_t* extend_start;
   int64_t H, KVH, D, splits; float sm_scale;
+  bool q_is_bf16;  // q's fp32 values are exact bf16 (a bf16 model): enables the vdpbf16ps kernel
 };
 
-// Runs one task; DT > 0 fixes the head dim at compile time so the inner loops unroll.
+// Stores the finished rows of a task: normalised into out, or as (max, sum, acc) partials to merge.
+void write_rows(const Args& a, int64_t tok0, int64_t kvh, int64_t g, int64_t rows, int64_t split,
+                int64_t D, const float* m, const float* l, const float* acc, int64_t acc_stride) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = (tok0 + r / g) * a.H + kvh * g + r % g;  // flat (token, head)
+    const float* src = acc + r * acc_stride;
+    if (a.splits == 1) {
+      const float inv = 1.f / l[r];
+      for (int64_t d = 0; d < D; ++d) a.out[row * D + d] = src[d] * inv;
+    } else {
+      float* dst = a.partial + (row * a.splits + split) * (D + 2);
+      dst[0] = m[r]; dst[1] = l[r];
+      for (int64_t d = 0; d < D; ++d) dst[2 + d] = src[d];
+    }
+  }
+}
+
+// Runs one task (portable loops; see cpu_attention_avx512.h for the AVX-512 one). Row r of the
+// task is (token r / g of the tile, query head kvh * g + r % g) and sees keys 0 ..= limit[r].
+// DT > 0 fixes the head dim at compile time so the inner loops unroll.
 template <typename T, int DT>
 void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   const int D = DT > 0 ? DT : int(a.D);
@@ -69,8 +90,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   const int64_t prefix = a.prefix_lens[tile.b];
   const int64_t tok0 = a.extend_start[tile.b] + tile.first;  // flat row of the tile's first token
   const int32_t* slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
-  // Row r = (token r / g, head kvh * g + r % g) sees keys 0 ..= limit[r] (causal over new tokens).
-  const int64_t key_end = prefix + tile.first + tile.count;
+  const int64_t key_end = prefix + tile.first + tile.count;  // keys of this split: lo .. hi-1
   const int64_t chunk = ((key_end + a.splits - 1) / a.splits + KB - 1) / KB * KB;
   const int64_t lo = split * chunk, hi = std::min(key_end, lo + chunk);
 
@@ -85,23 +105,14 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   }
   const T* kbase = static_cast<const T*>(a.k_pool) + kvh * a.head_stride;
   const T* vbase = static_cast<const T*>(a.v_pool) + kvh * a.head_stride;
-  const int row_bytes = D * int(sizeof(T));
 
   for (int64_t j0 = lo; j0 < hi; j0 += KB) {
     const int n = int(std::min<int64_t>(KB, hi - j0));
-    // Prefetch the next block's rows (scattered slots defeat the hardware prefetcher), then
-    // convert this block's rows to fp32 once for all the rows of queries.
-    for (int64_t j = j0 + KB; j < std::min(hi, j0 + 2 * KB); ++j) {
-      const char* kp = reinterpret_cast<const char*>(kbase + slots[j] * a.slot_stride);
-      const char* vp = reinterpret_cast<const char*>(vbase + slots[j] * a.slot_stride);
-      for (int off = 0; off < row_bytes; off += 64) { __builtin_prefetch(kp + off); __builtin_prefetch(vp + off); }
-    }
-    for (int t = 0; t < n; ++t) {
+    for (int t = 0; t < n; ++t) {  // this block's rows in fp32, once for all query rows
       load_row(kbase + slots[j0 + t] * a.slot_stride, kbuf[t], D);
       load_row(vbase + slots[j0 + t] * a.slot_stride, vbuf[t], D);
     }
-    // scores s[r][t] = q_r . k_{j0+t} (q pre-scaled), -inf where the key is in row r's future
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; ++r) {  // scores, -inf where the key is in row r's future
       for (int t = 0; t < n; ++t) {
         float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
@@ -109,8 +120,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
         s[r][t] = j0 + t <= limit[r] ? dot : -INFINITY;
       }
     }
-    // online softmax: weights relative to the new running max, old sums rescaled by alpha
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; ++r) {  // online softmax, then weights times values
       float mx = m[r];
       for (int t = 0; t < n; ++t) mx = std::max(mx, s[r][t]);
       if (mx == -INFINITY) continue;  // no visible key yet: nothing to add
@@ -119,28 +129,14 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
 #pragma omp simd reduction(+ : sum)
       for (int t = 0; t < n; ++t) { s[r][t] = exp_nonpos(s[r][t] - mx); sum += s[r][t]; }
       l[r] = l[r] * alpha + sum; m[r] = mx;
-      alignas(64) float o[DT > 0 ? DT : MAX_D];  // this row's accumulator, kept in registers
-#pragma omp simd
-      for (int d = 0; d < D; ++d) o[d] = acc[r][d] * alpha;
+      for (int d = 0; d < D; ++d) acc[r][d] *= alpha;
       for (int t = 0; t < n; ++t) {
-        const float p = s[r][t];
 #pragma omp simd
-        for (int d = 0; d < D; ++d) o[d] += p * vbuf[t][d];
+        for (int d = 0; d < D; ++d) acc[r][d] += s[r][t] * vbuf[t][d];
       }
-      for (int d = 0; d < D; ++d) acc[r][d] = o[d];
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t row = (tok0 + r / g) * a.H + kvh * g + r % g;  // flat (token, head)
-    if (a.splits == 1) {
-      const float inv = 1.f / l[r];
-      for (int d = 0; d < D; ++d) a.out[row * D + d] = acc[r][d] * inv;
-    } else {  // partial[row, split] = (max, sum, unnormalised acc[D])
-      float* dst = a.partial + (row * a.splits + split) * (D + 2);
-      dst[0] = m[r]; dst[1] = l[r];
-      for (int d = 0; d < D; ++d) dst[2 + d] = acc[r][d];
-    }
-  }
+  write_rows(a, tok0, kvh, g, rows, split, D, m, l, &acc[0][0], MAX_D);
 }
 
 // Merges the key splits of one (token, head): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
@@ -161,16 +157,34 @@ void combine(const Args& a, int64_t row) {
   for (int64_t d = 0; d < D; ++d) o[d] /= denom;
 }
 
+}  // namespace
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#include "cpu_attention_avx512.h"
+#define RG_AVX512 1
+#endif
+
+namespace {
+
 template <typename T>
 void run(const Args& a, const std::vector<Tile>& tiles) {
   void (*fn)(const Args&, const Tile&, int64_t, int64_t) =
       a.D == 64 ? attend<T, 64> : a.D == 128 ? attend<T, 128> : attend<T, 0>;
-  const int64_t n_tasks = int64_t(tiles.size()) * a.KVH * a.splits;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t i = 0; i < n_tasks; ++i) {
-    const int64_t per_tile = a.KVH * a.splits;
-    fn(a, tiles[i / per_tile], (i % per_tile) / a.splits, i % a.splits);
+#ifdef RG_AVX512
+  if (a.D == 64) fn = avx512::attend<T, 4>;
+  else if (a.D == 128) fn = avx512::attend<T, 8>;
+  else if (a.D == 256) fn = avx512::attend<T, 16>;
+#ifdef __AVX512BF16__
+  if (std::is_same<T, uint16_t>::value && a.q_is_bf16) {
+    if (a.D == 64) fn = avx512_bf16::attend<2>;
+    else if (a.D == 128) fn = avx512_bf16::attend<4>;
+    else if (a.D == 256) fn = avx512_bf16::attend<8>;
   }
+#endif
+#endif
+  const int64_t per_tile = a.KVH * a.splits, n_tasks = int64_t(tiles.size()) * per_tile;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n_tasks; ++i) fn(a, tiles[i / per_tile], (i % per_tile) / a.splits, i % a.splits);
 }
 
 }  // namespace
@@ -184,7 +198,7 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
                  const void* k_pool, const void* v_pool, int64_t slot_stride, int64_t head_stride,
                  const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
                  const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch,
-                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits) {
+                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits, int q_is_bf16) {
   const int64_t g = H / KVH;
   if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1) return 1;
   std::vector<int64_t> extend_start(batch);
@@ -198,7 +212,8 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
     total += extend_lens[b];
   }
   const Args a{q, out, partial, k_pool, v_pool, slot_stride, head_stride, req_to_slot, table_stride,
-               req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale};
+               req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale,
+               q_is_bf16 != 0};
   if (pool_dtype == 0) run<float>(a, tiles); else run<uint16_t>(a, tiles);
   if (splits > 1) {
 #pragma omp parallel for schedule(static)

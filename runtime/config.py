@@ -1,6 +1,7 @@
 """Engine configuration: one frozen dataclass, validated once, built from keyword arguments or CLI flags."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import os
@@ -75,3 +76,22 @@ class EngineConfig:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def add_cli_args(parser: "argparse.ArgumentParser") -> None:
+    """One --flag per EngineConfig field, typed and defaulted from the dataclass itself."""
+    for f in dataclasses.fields(EngineConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper())
+
+
+def from_cli_args(ns: "argparse.Namespace") -> EngineConfig:
+    """The EngineConfig described by parsed flags (fields left at None keep the dataclass default)."""
+    kwargs = {f.name: getattr(ns, f.name) for f in dataclasses.fields(EngineConfig)
+              if getattr(ns, f.name, None) is not None}
+    return EngineConfig.from_kwargs(**kwargs)

@@ -83,7 +83,8 @@ class Engine:
 
     # ---- building requests ----
     def _make_reqs(self, prompt: Prompt, input_ids: Any, sampling_params: Any, stream: bool,
-                   sink: Callable[[Req], None], extra: dict[str, Any]) -> tuple[list[Req], bool]:
+                   sink: Callable[[Req], None], extra: dict[str, Any],
+                   rid: str | list[str] | None = None) -> tuple[list[Req], bool]:
         if self._stopped.is_set():
             raise ValueError("the engine is shut down")
         if (prompt is None) == (input_ids is None):
@@ -99,14 +100,19 @@ class Engine:
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(ids_list)
         if len(params) != len(ids_list):
             raise ValueError(f"got {len(params)} sampling_params for {len(ids_list)} prompts")
+        rids = rid if isinstance(rid, list) else [rid] * len(ids_list)
+        if len(rids) != len(ids_list):
+            raise ValueError(f"got {len(rids)} rids for {len(ids_list)} prompts")
         reqs = []
-        for ids, sp in zip(ids_list, params):
+        for ids, sp, given in zip(ids_list, params, rids):
             sp = SamplingParams.from_any(sp)
             if extra:
                 sp = sp.replace(**extra)
             for j in range(sp.n):
                 one = sp.replace(n=1, seed=None if sp.seed is None else sp.seed + j) if sp.n > 1 else sp
-                reqs.append(Req(f"{uuid.uuid4().hex[:12]}-{next(self._ids)}", list(ids), one, sink, stream))
+                name = given if given is not None else uuid.uuid4().hex[:12]
+                name = f"{name}-{j}" if sp.n > 1 else name
+                reqs.append(Req(name if given is not None else f"{name}-{next(self._ids)}", list(ids), one, sink, stream))
         return reqs, single and len(reqs) == 1
 
     def submit(self, reqs: list[Req]) -> None:
@@ -136,23 +142,44 @@ class Engine:
     # ---- public API ----
     def generate(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
                  return_logprob: bool = False, logprob_start_len: int | None = None,
-                 top_logprobs_num: int | None = None, stream: bool = False) -> Any:
+                 top_logprobs_num: int | None = None, stream: bool = False,
+                 rid: str | list[str] | None = None) -> Any:
         """One prompt -> a dict; a list -> a list of dicts (n > 1 expands in place).
         stream=True -> an iterator of dicts whose `text` / `output_ids` hold the new part only."""
+        args = (prompt, sampling_params, input_ids, return_logprob, logprob_start_len, top_logprobs_num, rid)
+        if stream:
+            reqs, out, _ = self._start(*args, stream=True)
+            return self._stream(reqs, out)
+        results, single = {}, False
+        for i, item, single in self._completed(*args):
+            results[i] = item
+        ordered = [results[i] for i in range(len(results))]
+        return ordered[0] if single else ordered
+
+    def as_completed(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
+                     return_logprob: bool = False, logprob_start_len: int | None = None,
+                     top_logprobs_num: int | None = None) -> Iterator[tuple[int, dict]]:
+        """Yields (index, output) as each request finishes; index runs over the expanded requests."""
+        for i, item, _ in self._completed(prompt, sampling_params, input_ids, return_logprob,
+                                          logprob_start_len, top_logprobs_num, None):
+            yield i, item
+
+    def _start(self, prompt: Prompt, sampling_params: Any, input_ids: Any, return_logprob: bool,
+               logprob_start_len: int | None, top_logprobs_num: int | None, rid: Any,
+               stream: bool) -> tuple[list[Req], queue.Queue, bool]:
         out: queue.Queue = queue.Queue()
         extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
         reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream,
-                                       lambda r: out.put(make_output(r, self.tokenizer, stream)), extra)
+                                       lambda r: out.put(make_output(r, self.tokenizer, stream)), extra, rid)
         self.submit(reqs)
-        if stream:
-            return self._stream(reqs, out)
-        results: dict[str, dict] = {}
-        while len(results) < len(reqs):
+        return reqs, out, single
+
+    def _completed(self, *args: Any) -> Iterator[tuple[int, dict, bool]]:
+        reqs, out, single = self._start(*args, stream=False)
+        index = {r.rid: i for i, r in enumerate(reqs)}
+        for _ in reqs:
             item = out.get()
-            if item["meta_info"]["finish_reason"] is not None:
-                results[item["meta_info"]["id"]] = item
-        ordered = [results[r.rid] for r in reqs]
-        return ordered[0] if single else ordered
+            yield index[item["meta_info"]["id"]], item, single
 
     def _stream(self, reqs: list[Req], out: queue.Queue) -> Iterator[dict]:
         left = {r.rid for r in reqs}
@@ -168,13 +195,14 @@ class Engine:
 
     async def async_generate(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
                              return_logprob: bool = False, logprob_start_len: int | None = None,
-                             top_logprobs_num: int | None = None, stream: bool = False) -> Any:
+                             top_logprobs_num: int | None = None, stream: bool = False,
+                             rid: str | list[str] | None = None) -> Any:
         """Like `generate`; with stream=True returns an async iterator."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
         sink = lambda r: loop.call_soon_threadsafe(out.put_nowait, make_output(r, self.tokenizer, stream))  # noqa: E731
         extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
-        reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream, sink, extra)
+        reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream, sink, extra, rid)
         await loop.run_in_executor(None, self.submit, reqs)
         if stream:
             return self._astream(reqs, out)
@@ -250,11 +278,10 @@ class Engine:
 
 def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:
     """SGLang's output dict. With `delta`, text / output_ids hold only what is new since the last call."""
-    text, ids = req.text, req.output_ids
+    start = req.sent_ids if delta else 0  # with delta, logprobs too cover only the new tokens
+    text, ids = (req.text[req.sent_text:], req.output_ids[start:]) if delta else (req.text, req.output_ids)
     if delta:
-        sent_text, sent_ids = getattr(req, "_sent", (0, 0))
-        text, ids = text[sent_text:], ids[sent_ids:]
-        req._sent = (len(req.text), len(req.output_ids))  # type: ignore[attr-defined]
+        req.sent_text, req.sent_ids = len(req.text), len(req.output_ids)
     now = time.perf_counter()
     meta: dict[str, Any] = {
         "id": req.rid, "prompt_tokens": len(req.prompt_ids), "completion_tokens": len(req.output_ids),
@@ -264,9 +291,9 @@ def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:
     if req.params.return_logprob:
         decode = (lambda t: tokenizer.decode([t]))
         fmt = lambda lps: [[lp, t, decode(t)] for lp, t in lps]  # noqa: E731
-        meta["output_token_logprobs"] = fmt(req.output_logprobs)
-        meta["output_top_logprobs"] = [fmt(top) for top in req.output_top]
-        if req.params.logprob_start_len >= 0:
+        meta["output_token_logprobs"] = fmt(req.output_logprobs[start:])
+        meta["output_top_logprobs"] = [fmt(top) for top in req.output_top[start:]]
+        if req.params.logprob_start_len >= 0 and start == 0:
             meta["input_token_logprobs"] = fmt(req.input_logprobs)
             meta["input_top_logprobs"] = [fmt(top) for top in req.input_top]
     return {"text": text, "output_ids": list(ids), "meta_info": meta}

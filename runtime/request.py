@@ -40,7 +40,8 @@ class Req:
     detok: Any = None          # IncrementalDetokenizer, when streaming or matching stop strings
     arrival: float = field(default_factory=time.perf_counter)
     first_token_time: float | None = None
-    aborted: str | None = None  # abort message, set from any thread; acted on by the engine loop
+    sent_text: int = 0          # how much of text / output_ids streaming has already handed out
+    sent_ids: int = 0
 
     @property
     def seq_len(self) -> int:

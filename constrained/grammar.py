@@ -1,0 +1,203 @@
+"""A regex compiled against a vocabulary: the immutable, shareable half of a grammar.
+
+The outlines-core 0.2.14 defect, and the way around it
+------------------------------------------------------
+`Index` walks every token's bytes through regex-automata's DFA and keeps a transition only if the
+state it lands in is not a "match state" or is a full match at end of input. regex-automata
+reports matches one byte late: a state is a match state when the text *before its last byte*
+matched. So a token whose last byte leaves an accepting prefix for a non-accepting one is
+dropped: in `a(bc)?` after "a", the token "b" goes (the DFA sees "a" matched) and only "bc"
+survives; `12.5` dies at ".".
+
+We never let the regex match early: the index is built for `(?:R)M`, M being one ASCII control
+byte that R can never match. Then no proper prefix of any text the model can write is a match,
+so no transition is dropped. Acceptance of R is read back through a sentinel token whose bytes
+are M: a state accepts R iff the sentinel leads from it to a final state of the index. Real
+tokens holding the byte M are removed from every mask (R cannot produce M, so none is valid).
+Which M: JSON-schema regexes never match a raw control byte (JSON forbids them unescaped) and
+choices are plain strings, so M is known; for a user regex the first candidate is verified on
+the built index and the next one tried if the regex can produce it.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+from outlines_core import Index
+
+from .jump_forward import compute_forced_bytes
+from .mask import pack_ids
+from .matcher import GrammarMatcher
+from .vocab import MARKERS, TokenVocab
+
+
+class CompiledGrammar:
+    """An outlines-core Index plus per-state caches (mask rows, acceptance, forced bytes).
+
+    Immutable as seen from outside; the caches fill lazily, at most once per automaton state,
+    so any number of matchers (requests) can share one instance.
+    """
+
+    def __init__(self, index: Index, tv: TokenVocab, marker: bytes, regex: str,
+                 compile_s: float = 0.0) -> None:
+        self._index = index
+        self._tv = tv
+        self._sentinel = tv.sentinel_ids[marker]
+        self._marker_ids = tv.marker_token_ids[marker]
+        self.marker = marker
+        self.regex = regex
+        self.compile_s = compile_s
+        self.initial_state: int = index.get_initial_state()
+        self._rows: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+        self._accepting: dict[int, bool] = {}
+        self._has_text: dict[int, bool] = {}
+        self._forced: dict[int, bytes] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tv.size
+
+    @property
+    def eos_token_id(self) -> int:
+        return self._tv.eos_token_id
+
+    @property
+    def token_vocab(self) -> TokenVocab:
+        return self._tv
+
+    def new_matcher(self) -> GrammarMatcher:
+        return GrammarMatcher(self)
+
+    def is_accepting(self, state: int) -> bool:
+        """Whether the text that led to `state` is in the regex's language."""
+        acc = self._accepting.get(state)
+        if acc is None:
+            nxt = self._index.get_next_state(state, self._sentinel)
+            acc = nxt is not None and self._index.is_final_state(nxt)
+            self._accepting[state] = acc
+        return acc
+
+    def has_continuation(self, state: int) -> bool:
+        """Whether some real token may follow `state`."""
+        self.row(state)
+        return self._has_text[state]
+
+    def row(self, state: int) -> np.ndarray:
+        """Allowed tokens of `state` as a packed int32 [W] row (EOS set iff accepting)."""
+        return self._row(state)[0]
+
+    def row_tensor(self, state: int) -> torch.Tensor:
+        """The same row as a CPU int32 [W] tensor sharing the numpy buffer."""
+        return self._row(state)[1]
+
+    def _row(self, state: int) -> tuple[np.ndarray, torch.Tensor]:
+        cached = self._rows.get(state)
+        if cached is not None:
+            return cached
+        allowed = self._index.get_allowed_tokens(state) or []
+        ids = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
+        ids = ids[(ids < self._tv.size) & (ids != self._tv.eos_token_id)]  # drop sentinels
+        if self._marker_ids.size:
+            ids = ids[~np.isin(ids, self._marker_ids)]
+        self._has_text[state] = bool(ids.size)
+        if self.is_accepting(state):
+            ids = np.append(ids, self._tv.eos_token_id)
+        packed = pack_ids(ids, self._tv.size)
+        cached = (packed, torch.from_numpy(packed))
+        self._rows[state] = cached
+        return cached
+
+    def next_state(self, state: int, token_id: int) -> int | None:
+        """The state after a real token, None if the token is not allowed there."""
+        if token_id < 0 or token_id >= self._tv.size or token_id == self._tv.eos_token_id:
+            return None
+        row = self.row(state)
+        if not (int(row[token_id >> 5]) >> (token_id & 31)) & 1:
+            return None
+        return self._index.get_next_state(state, token_id)
+
+    def forced_bytes(self, state: int) -> bytes:
+        """Bytes every continuation from `state` starts with (cached; see jump_forward.py)."""
+        forced = self._forced.get(state)
+        if forced is None:
+            forced = compute_forced_bytes(self, state)
+            self._forced[state] = forced
+        return forced
+
+
+def strip_anchors(regex: str) -> str:
+    """Drop a leading ^ and a trailing unescaped $: matching is always whole-text."""
+    if regex.startswith("^"):
+        regex = regex[1:]
+    if regex.endswith("$"):
+        body = regex[:-1]
+        if (len(body) - len(body.rstrip("\\"))) % 2 == 0:
+            regex = body
+    return regex
+
+
+def _ops(sub: "re._parser.SubPattern") -> Iterator[str]:  # type: ignore[name-defined]
+    """Names of every node of a parsed Python regex, recursively."""
+    for op, av in sub:
+        yield str(op) if str(op) != "AT" else str(av)
+        for a in av if isinstance(av, (list, tuple)) else (av,):
+            for b in a if isinstance(a, (list, tuple)) else (a,):
+                if isinstance(b, re._parser.SubPattern):  # type: ignore[attr-defined]
+                    yield from _ops(b)
+
+
+def _regex_problem(regex: str) -> str:
+    """Best explanation of why regex-automata refused `regex` (its own message says nothing)."""
+    try:
+        ops = set(_ops(re._parser.parse(regex)))  # type: ignore[attr-defined]
+    except re.error as e:
+        return f"invalid regex ({e})"
+    for names, what in ((("ASSERT", "ASSERT_NOT"), "look-around"), (("GROUPREF",), "a backreference"),
+                        (("AT_BOUNDARY", "AT_NON_BOUNDARY"), "a word boundary")):
+        if ops.intersection(names):
+            return f"the regex uses {what}, which a finite automaton cannot match"
+    return "the regex could not be compiled to a DFA (unsupported syntax or too large)"
+
+
+def _build_index(regex: str, tv: TokenVocab, marker: bytes) -> Index:
+    marked = f"(?:{regex})\\x{marker[0]:02x}"
+    try:
+        return Index(marked, tv.vocab)
+    except ValueError as e:
+        if "Failed to build DFA" in str(e):
+            raise ValueError(f"{_regex_problem(regex)}: {regex[:200]!r}") from None
+        raise ValueError(f"cannot index regex {regex[:200]!r}: {e}") from None
+
+
+def _marker_is_safe(index: Index, tv: TokenVocab, marker: bytes) -> bool:
+    """True if the regex never produces the marker byte (checked on every indexed state)."""
+    sentinel = tv.sentinel_ids[marker]
+    transitions = index.get_transitions()
+    for nexts in transitions.values():
+        nxt = nexts.get(sentinel)
+        if nxt is None:
+            continue
+        # M read as R's own text (non-final), or R continuing after an accepted prefix + M
+        if not index.is_final_state(nxt) or len(transitions.get(nxt, {})) > 1:
+            return False
+    return True
+
+
+def compile_regex(regex: str, tv: TokenVocab, marker: bytes | None = None) -> CompiledGrammar:
+    """Index `regex` (whole-text match) against `tv`. Pass `marker` only when the regex is known
+    never to match that byte; otherwise candidates are tried and verified."""
+    start = time.perf_counter()
+    regex = strip_anchors(regex)
+    if marker is not None:
+        index = _build_index(regex, tv, marker)
+        return CompiledGrammar(index, tv, marker, regex, time.perf_counter() - start)
+    for candidate in MARKERS:
+        index = _build_index(regex, tv, candidate)
+        if _marker_is_safe(index, tv, candidate):
+            return CompiledGrammar(index, tv, candidate, regex, time.perf_counter() - start)
+    raise ValueError("the regex can produce every ASCII control byte, so the end marker that works "
+                     "around outlines-core 0.2.14's dropped transitions has no room; exclude "
+                     "control characters (e.g. use [^\\x00] instead of .|\\n)")

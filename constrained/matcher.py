@@ -1,0 +1,121 @@
+"""The per-request half of a grammar: where this request stands in the shared automaton."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from .mask import row_ids
+
+if TYPE_CHECKING:  # grammar.py imports this module; the grammar is only a type here
+    from .grammar import CompiledGrammar
+
+_EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
+
+
+class GrammarMatcher:
+    """State stack over a CompiledGrammar: advance, rollback, masks, forced text.
+
+    The stack holds the automaton state after each accepted token (initial state first), so
+    `rollback(n)` is a pop and costs nothing; the engine uses it to undo speculative or
+    jump-forward tokens.
+    """
+
+    def __init__(self, grammar: "CompiledGrammar") -> None:
+        self.grammar = grammar
+        self._states: list[int] = [grammar.initial_state]
+
+    @property
+    def state(self) -> int:
+        return self._states[-1]
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens accepted so far (EOS included)."""
+        return len(self._states) - 1
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        """Write this request's allowed tokens into bitmask[row] (int32 [B, W], W >= the
+        grammar's width; words past the tokenizer's vocabulary are cleared)."""
+        width = (self.grammar.vocab_size + 31) // 32
+        if bitmask.shape[1] < width:
+            raise ValueError(f"bitmask has {bitmask.shape[1]} words a row, the vocabulary needs {width}")
+        bitmask[row, :width].copy_(self._row_tensor())
+        bitmask[row, width:] = 0
+
+    def _row_tensor(self) -> torch.Tensor:
+        if self.state == _EOS_TAKEN:
+            return self._eos_only()
+        return self.grammar.row_tensor(self.state)
+
+    def _eos_only(self) -> torch.Tensor:
+        row = torch.zeros((self.grammar.vocab_size + 31) // 32, dtype=torch.int32)
+        eos = self.grammar.eos_token_id
+        bit = 1 << (eos & 31)
+        row[eos >> 5] = bit - (1 << 32) if bit >= 1 << 31 else bit  # int32 two's complement
+        return row
+
+    def allowed_token_ids(self) -> np.ndarray:
+        """Allowed ids of the current state, ascending (tests and debugging; not the hot path)."""
+        return row_ids(self._row_tensor().numpy())[: self.grammar.vocab_size]
+
+    def is_allowed(self, token_id: int) -> bool:
+        if self.state == _EOS_TAKEN:
+            return token_id == self.grammar.eos_token_id
+        if token_id == self.grammar.eos_token_id:
+            return self.grammar.is_accepting(self.state)
+        return self.grammar.next_state(self.state, token_id) is not None
+
+    def advance(self, token_id: int) -> bool:
+        """Accept one token; False (and no change) if the grammar does not allow it here."""
+        state = self.state
+        if state == _EOS_TAKEN:
+            return False
+        if token_id == self.grammar.eos_token_id:
+            if not self.grammar.is_accepting(state):
+                return False
+            self._states.append(_EOS_TAKEN)
+            return True
+        nxt = self.grammar.next_state(state, token_id)
+        if nxt is None:
+            return False
+        self._states.append(nxt)
+        return True
+
+    def advance_tokens(self, token_ids: Sequence[int]) -> bool:
+        """Accept all of `token_ids` or none of them (jump-forward re-tokenized text)."""
+        for i, tid in enumerate(token_ids):
+            if not self.advance(tid):
+                self.rollback(i)
+                return False
+        return True
+
+    def rollback(self, n: int) -> None:
+        """Undo the last n accepted tokens."""
+        if n < 0 or n > self.num_tokens:
+            raise ValueError(f"cannot roll back {n} tokens, {self.num_tokens} were accepted")
+        if n:
+            del self._states[-n:]
+
+    def reset(self) -> None:
+        del self._states[1:]
+
+    def can_end(self) -> bool:
+        """The text so far is complete: EOS is allowed (or was taken)."""
+        return self.state == _EOS_TAKEN or self.grammar.is_accepting(self.state)
+
+    def is_finished(self) -> bool:
+        """EOS was taken, or the text is complete and nothing may follow it."""
+        state = self.state
+        if state == _EOS_TAKEN:
+            return True
+        return self.grammar.is_accepting(state) and not self.grammar.has_continuation(state)
+
+    def forced_string(self) -> str | None:
+        """The longest text every continuation from here starts with (None if none), for
+        jump-forward. Stops at an accepting state and before an incomplete UTF-8 character."""
+        if self.state == _EOS_TAKEN:
+            return None
+        forced = self.grammar.forced_bytes(self.state)
+        return forced.decode("utf-8") if forced else None

@@ -1,0 +1,117 @@
+"""Token bytes of a tokenizer and the outlines-core `Vocabulary` built from them.
+
+outlines-core matches regexes over bytes, so every token must be given as the exact bytes it
+appends to the output. Byte-level BPE (GPT-2, Llama 3, SmolLM2) stores bytes mapped to printable
+characters; SentencePiece stores "▁" for a space and "<0xNN>" for raw bytes. Special tokens (chat
+markers, EOS) produce no text a grammar can match and are left out.
+
+The vocabulary also carries one *sentinel* token per candidate end marker (see grammar.py for
+why): an ASCII control byte given an id past the real vocabulary, so it never reaches a mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from outlines_core import Vocabulary
+
+# Candidate end markers, most preferred first: control bytes JSON text never contains raw.
+MARKERS: tuple[bytes, ...] = tuple(bytes([b]) for b in [*range(0x00, 0x09), 0x0B, 0x0C,
+                                                          *range(0x0E, 0x20), 0x7F])
+_MARKER_BYTES = frozenset(m[0] for m in MARKERS)
+
+
+def _bytes_to_unicode() -> dict[str, int]:
+    """GPT-2's printable stand-in for each byte, inverted: character -> byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    return decoder is not None and "ByteLevel" in repr(decoder)
+
+
+def token_bytes(tokenizer: Any) -> list[bytes | None]:
+    """bytes of every token id (None for special / undecodable tokens), indexed by id."""
+    vocab: dict[str, int] = tokenizer.get_vocab()
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for tid, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if getattr(tok, "special", False):
+            special.add(tid)
+    out: list[bytes | None] = [None] * (max(vocab.values()) + 1)
+    byte_level = _is_byte_level(tokenizer)
+    u2b = _bytes_to_unicode()
+    for text, tid in vocab.items():
+        if tid in special:
+            continue
+        if byte_level:
+            if all(c in u2b for c in text):
+                out[tid] = bytes(u2b[c] for c in text)
+        elif len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+            out[tid] = bytes([int(text[3:5], 16)])  # SentencePiece byte fallback
+        else:
+            out[tid] = text.replace("▁", " ").encode("utf-8")
+    return out
+
+
+@dataclass(frozen=True)
+class TokenVocab:
+    """Everything compiled grammars share about one tokenizer.
+
+    `vocab` is the outlines-core Vocabulary (real tokens + sentinels), `size` the number of real
+    ids (mask width in tokens), `sentinel_ids[m]` the id of marker byte m, `marker_token_ids[m]`
+    the real ids whose bytes contain m (int64), `first_byte` an int16 [size] array (-1
+    for no bytes) and `byte_token[b]` a real id whose bytes are exactly b, or -1.
+    """
+    vocab: Vocabulary
+    size: int
+    eos_token_id: int
+    sentinel_ids: dict[bytes, int]
+    marker_token_ids: dict[bytes, np.ndarray]
+    first_byte: np.ndarray
+    byte_token: np.ndarray
+
+
+def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
+                      size: int | None = None) -> TokenVocab:
+    """pieces[id] = bytes of token id (None: never allowed by a grammar)."""
+    size = max(size or 0, len(pieces), eos_token_id + 1)
+    grouped: dict[bytes, list[int]] = {}
+    first_byte = np.full(size, -1, dtype=np.int16)
+    byte_token = np.full(256, -1, dtype=np.int64)
+    for tid, piece in enumerate(pieces):
+        if piece is None or tid == eos_token_id or not piece:
+            continue
+        grouped.setdefault(piece, []).append(tid)
+        first_byte[tid] = piece[0]
+        if len(piece) == 1 and byte_token[piece[0]] < 0:
+            byte_token[piece[0]] = tid
+    sentinel_ids = {m: size + i for i, m in enumerate(MARKERS)}
+    for m, sid in sentinel_ids.items():
+        grouped.setdefault(m, []).append(sid)
+    holders: dict[bytes, list[int]] = {m: [] for m in MARKERS}
+    for tid, piece in enumerate(pieces):
+        if piece is not None and tid != eos_token_id:
+            for b in set(piece).intersection(_MARKER_BYTES):
+                holders[bytes([b])].append(tid)
+    contains = {m: np.array(ids, dtype=np.int64) for m, ids in holders.items()}
+    return TokenVocab(Vocabulary(eos_token_id, grouped), size, eos_token_id, sentinel_ids,
+                      contains, first_byte, byte_token)
+
+
+def token_vocab_from_tokenizer(tokenizer: Any) -> TokenVocab:
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos_token_id; a grammar needs one to end on")
+    return build_token_vocab(token_bytes(tokenizer), eos, len(tokenizer))

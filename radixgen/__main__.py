@@ -1,0 +1,3 @@
+from radixgen.cli import main
+
+main()
