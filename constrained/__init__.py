@@ -1,0 +1,22 @@
+"""Grammar-constrained decoding: regex, JSON schema and choices as token masks.
+
+    compiler = GrammarCompiler(tokenizer)            # vocabulary built once
+    grammar = compiler.compile("json_schema", schema) # or compiler.submit(...) -> Future
+    matcher = grammar.new_matcher()                   # one per request
+    matcher.fill_bitmask(bitmask, row); apply_bitmask(logits, bitmask)
+    matcher.advance(token_id); matcher.forced_string(); matcher.rollback(n)
+"""
+from .compiler import GrammarCompiler, canonical_spec, choices_regex
+from .errors import UnsupportedSchemaError
+from .grammar import CompiledGrammar, compile_regex
+from .json_schema import WHITESPACE, json_schema_to_regex
+from .mask import apply_bitmask, make_bitmask
+from .matcher import GrammarMatcher
+from .vocab import TokenVocab, build_token_vocab, token_bytes, token_vocab_from_tokenizer
+
+__all__ = [
+    "GrammarCompiler", "CompiledGrammar", "GrammarMatcher", "UnsupportedSchemaError",
+    "json_schema_to_regex", "WHITESPACE", "make_bitmask", "apply_bitmask", "compile_regex",
+    "canonical_spec", "choices_regex", "TokenVocab", "build_token_vocab", "token_bytes",
+    "token_vocab_from_tokenizer",
+]

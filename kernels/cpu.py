@@ -2,11 +2,13 @@
 
 The kernel (cpu_attention.cpp) streams each request's K/V straight from the pool through its slot
 table with an online softmax, so decode reads the cache once instead of gathering a padded copy.
-It is plain C with OpenMP, compiled once per machine with the system's g++ into
-~/.cache/radixgen/cpu_kernels (about a second, no torch headers or ninja needed) and called through
-ctypes. If it cannot be built, every function falls back to the torch reference with one warning.
-Long extends (prefill) stay on the reference's gather + SDPA, whose fused CPU kernel uses AMX/bf16
-matmuls and wins once enough new tokens share each key read.
+It is plain C++ with OpenMP (AVX-512 / AVX512-BF16 paths where the CPU has them), compiled once per
+machine with the system's g++ into ~/.cache/radixgen/cpu_kernels (a few seconds, no torch headers
+or ninja needed) and called through ctypes. If it cannot be built, every function falls back to
+the torch reference with one warning.
+Long extends (prefill) use torch's fused SDPA kernel, which wins once enough new tokens share each
+key: K/V are gathered by the kernel (much faster than index_select), and a prefill with no cached
+prefix uses SDPA's causal flag instead of a mask, so fully masked key blocks are skipped.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from . import reference
 from .meta import AttnMeta
@@ -36,6 +39,11 @@ STREAM_MAX_EXTEND = 16
 _SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+def _alloc(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+    """Uninitialised buffers the kernel fills; tests swap in NaN-filled ones to catch gaps."""
+    return torch.empty(*shape, dtype=dtype)
 
 
 def _cache_dir() -> Path:
@@ -76,6 +84,8 @@ def load_library() -> ctypes.CDLL | None:
     lib.rg_attention.restype = ctypes.c_int
     lib.rg_attention.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
                                  _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, ctypes.c_int]
+    lib.rg_gather_kv.restype = None
+    lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr]
     lib.rg_apply_bitmask.restype = None
     lib.rg_apply_bitmask.argtypes = [_ptr, ctypes.c_int, _i64, _ptr, _i64, _i64, _i64]
     return lib
@@ -110,9 +120,9 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
     t, h, d = q.shape
     kvh = k_pool.shape[1]
     qf = q.to(torch.float32).contiguous()                 # fp32 [T, H, D]
-    out = torch.empty(t, h, d, dtype=torch.float32)       # fp32 [T, H, D], every row written
+    out = _alloc(t, h, d, dtype=torch.float32)            # fp32 [T, H, D], every row written
     splits = _num_splits(meta, kvh, h // kvh)
-    partial = torch.empty(t, h, splits, d + 2) if splits > 1 else out  # (max, sum, acc[D]) per split
+    partial = _alloc(t, h, splits, d + 2, dtype=torch.float32) if splits > 1 else out  # (m, l, acc[D])
     table = meta.req_to_slot.to(torch.int32).contiguous()
     rows, prefix, extend = (x.to(torch.int64).contiguous()
                             for x in (meta.req_rows, meta.prefix_lens, meta.extend_lens))
@@ -133,12 +143,49 @@ def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
 
 
+def _gather_kv(k_pool: torch.Tensor, v_pool: torch.Tensor,
+               meta: AttnMeta) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pools [S, KVH, D] -> K, V as [B, KVH, max_seq, D] views of padded copies, zero past seq_len."""
+    b, n = meta.batch_size, meta.max_seq
+    k = _alloc(b, n, *k_pool.shape[1:], dtype=k_pool.dtype)  # [B, max_seq, KVH, D]
+    v = _alloc(*k.shape, dtype=k.dtype)
+    table = meta.req_to_slot.to(torch.int32).contiguous()
+    rows, seq = meta.req_rows.to(torch.int64).contiguous(), meta.seq_lens.to(torch.int64).contiguous()
+    row_bytes = k[0, 0].numel() * k.element_size()
+    load_library().rg_gather_kv(k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0) * k.element_size(),
+                                row_bytes, table.data_ptr(), table.stride(0), rows.data_ptr(),
+                                seq.data_ptr(), b, n, k.data_ptr(), v.data_ptr())
+    return k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _sdpa_extend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
+                 meta: AttnMeta, sm_scale: float) -> torch.Tensor:
+    """Long extends: padded queries [B, H, Q, D] against the gathered K/V in one fused SDPA call."""
+    b_idx, i_idx = meta.token_pos
+    qp = q.new_zeros(meta.batch_size, meta.max_extend, *q.shape[1:])  # [B, Q, H, D]
+    qp[b_idx, i_idx] = q
+    k, v = _gather_kv(k_pool, v_pool, meta)
+    if int(meta.prefix_lens.max()) == 0:
+        # No prefix: query i sees keys <= i, SDPA's own (top-left) causal mask; padded keys are zero
+        # and seen only by padded queries, which are dropped.
+        out = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, is_causal=True,
+                                             scale=sm_scale, enable_gqa=True)
+    else:
+        out = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, attn_mask=meta.mask,
+                                             scale=sm_scale, enable_gqa=True)
+    return out.transpose(1, 2)[b_idx, i_idx]  # [T, H, D]
+
+
 def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
                      meta: AttnMeta, sm_scale: float) -> torch.Tensor:
     """q: [T, H, D] new tokens (K/V already in the pool), prefix + causal -> [T, H, D]."""
-    if meta.max_extend > STREAM_MAX_EXTEND or not _can_stream(q, k_pool, v_pool):
+    if not _can_stream(q, k_pool, v_pool):
         return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)
-    return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
+    if meta.max_extend <= STREAM_MAX_EXTEND:
+        return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
+    if k_pool.stride(1) != k_pool.shape[2]:  # the gather copies whole slots: [KVH, D] contiguous
+        return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)
+    return _sdpa_extend(q, k_pool, v_pool, meta, sm_scale)
 
 
 def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:

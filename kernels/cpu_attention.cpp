@@ -222,6 +222,32 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
   return 0;
 }
 
+// Copies each request's K and V rows (row_bytes each, all kv heads of a slot) from the pools into
+// padded [B, max_seq, row_bytes] buffers for the SDPA path of long extends; rows past seq_len are
+// zeroed so that masked keys stay finite.
+void rg_gather_kv(const void* k_pool, const void* v_pool, int64_t slot_bytes, int64_t row_bytes,
+                  const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
+                  const int64_t* seq_lens, int64_t batch, int64_t max_seq, void* k_out, void* v_out) {
+  constexpr int64_t CHUNK = 256;  // keys per task
+  const int64_t chunks = (max_seq + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < batch * chunks; ++task) {
+    const int64_t b = task / chunks, j0 = task % chunks * CHUNK, j1 = std::min(max_seq, j0 + CHUNK);
+    const int32_t* slots = req_to_slot + req_rows[b] * table_stride;
+    for (int64_t j = j0; j < j1; ++j) {
+      char* kd = static_cast<char*>(k_out) + (b * max_seq + j) * row_bytes;
+      char* vd = static_cast<char*>(v_out) + (b * max_seq + j) * row_bytes;
+      if (j < seq_lens[b]) {
+        std::memcpy(kd, static_cast<const char*>(k_pool) + slots[j] * slot_bytes, row_bytes);
+        std::memcpy(vd, static_cast<const char*>(v_pool) + slots[j] * slot_bytes, row_bytes);
+      } else {
+        std::memset(kd, 0, row_bytes);
+        std::memset(vd, 0, row_bytes);
+      }
+    }
+  }
+}
+
 // logits [B, V] (fp32 when is_bf16 == 0, else bf16) with row stride; bitmask int32 [B, >= ceil(V/32)]:
 // bit j of word w allows token 32 w + j; every other logit becomes -inf.
 void rg_apply_bitmask(void* logits, int is_bf16, int64_t row_stride, const int32_t* bitmask,

@@ -170,7 +170,7 @@ class EngineCore:
         for s in req.params.stop:
             at = req.text.find(s, tail_start)
             if at >= 0:
-                req.text = req.text if req.params.no_stop_trim else req.text[:at]
+                req.text = req.text[: at + len(s)] if req.params.no_stop_trim else req.text[:at]
                 self._finish(req, {"type": "stop", "matched": s}, final_text=req.text)
                 return True
         return False
@@ -188,6 +188,7 @@ class EngineCore:
         if req.is_finished:
             self.reqs.pop(req.rid, None)
             self.stats["cached_tokens"] += req.hit_len
+            self.stats["retractions"] += req.num_retractions
         if req.sink is not None:
             req.sink(req)
 

@@ -50,14 +50,15 @@ class KVManager:
         pages = self._alloc_pages(num_pages)
         if pages is None:
             return None
-        pos = torch.arange(start, end)
-        page_of = pos // ps - (-(-start // ps))  # index into new pages; negative = the current last page
+        # Token i lives at offset i % ps of its page. Tokens before the first new page boundary
+        # fill the request's current, partly used page; the rest go to the new pages in order.
+        boundary = min(-(-start // ps) * ps, end)
         table = self.slots.table[req.row]
-        if start % ps:  # tokens that still fit into the last, partly filled page
-            last_base = int(table[start - 1]) - (start - 1) % ps
-            slots = torch.where(page_of < 0, last_base + pos % ps, pages[page_of.clamp(min=0)] * ps + pos % ps)
-        else:
-            slots = pages[page_of] * ps + pos % ps
+        head = torch.arange(start, boundary)
+        if head.numel():
+            head = int(table[start - 1]) - (start - 1) % ps + head % ps
+        tail = (pages.repeat_interleave(ps) * ps + torch.arange(ps).repeat(len(pages)))[: end - boundary]
+        slots = torch.cat([head.long(), tail])
         table[start:end] = slots.to(torch.int32)
         req.kv_len = end
         return slots

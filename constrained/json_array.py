@@ -1,0 +1,61 @@
+"""Arrays for the JSON-schema converter: positional items, then the rest, counted."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import UnsupportedSchemaError
+from .json_values import repeat
+
+if TYPE_CHECKING:
+    from .json_schema import Converter
+
+
+def _positional(s: dict) -> tuple[list, object, str, str]:
+    """(positional item schemas, schema of the rest, and the keywords naming both): draft
+    2020-12 prefixItems/items, or the older tuple form items/additionalItems."""
+    if "prefixItems" in s:
+        return list(s["prefixItems"]), s.get("items", True), "prefixItems", "items"
+    items = s.get("items", True)
+    if isinstance(items, list):
+        return items, s.get("additionalItems", True), "items", "additionalItems"
+    return [], items, "", "items"
+
+
+def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
+    sep = "," + conv.ws
+    lo, hi = s.get("minItems", 0), s.get("maxItems")
+    if s.get("uniqueItems") is True and (hi is None or hi > 1):
+        if lo > 1:
+            raise UnsupportedSchemaError("uniqueItems", f"{ptr}/uniqueItems",
+                                         "distinct items cannot be expressed for minItems > 1")
+        hi = 1  # a narrowing that honours the constraint: one item is always unique
+    prefix, rest, prefix_kw, rest_kw = _positional(s)
+    prefix_rx: list[str] = []
+    for i, item in enumerate(prefix):
+        if hi is not None and i >= hi:
+            break
+        rx = conv.value(item, f"{ptr}/{prefix_kw}/{i}")
+        if rx is None:  # no valid item at position i: arrays stop before it
+            hi = i if hi is None else min(hi, i)
+            break
+        prefix_rx.append(rx)
+    k = len(prefix_rx)
+    rest_rx = None
+    if k == len(prefix) and (hi is None or hi > k):
+        rest_rx = conv.value(rest, f"{ptr}/{rest_kw}") if rest is not True else \
+            conv.any_value(conv.any_depth - 1)
+    if rest_rx is None:
+        hi = k if hi is None else min(hi, k)
+    if hi is not None and lo > hi:
+        return None
+    if k == 0:
+        if hi == 0 or rest_rx is None:
+            return r"\[\]" if lo == 0 else None
+        body = rest_rx + repeat(sep + rest_rx, max(lo - 1, 0), None if hi is None else hi - 1)
+        return r"\[" + (body if lo >= 1 else f"(?:{body})?") + r"\]"
+    seq = "" if rest_rx is None else repeat(sep + rest_rx, max(lo - k, 0), None if hi is None else hi - k)
+    for j in reversed(range(k)):
+        seq = ("" if j == 0 else sep) + prefix_rx[j] + seq
+        if j >= lo:
+            seq = f"(?:{seq})?"
+    return r"\[" + seq + r"\]"

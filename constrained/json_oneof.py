@@ -1,0 +1,116 @@
+"""oneOf: an instance must match exactly one branch. A regex can only say "one of", so every
+text generated from branch i must be shown to fail every other branch j, or the schema is
+refused. Shown by (first that applies, for each ordered pair):
+
+1. types: what i generates and what j accepts share no JSON type;
+2. values: both are enum/const with no common value;
+3. a discriminator: a key i always writes with values j's property of that name forbids;
+4. a key j requires that i never writes (i is closed without it) ...
+5. ... or that i can be made never to write: the key is added to i's forbidden keys (a
+   narrowing of i: its optional property or additional member of that name is dropped).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import UnsupportedSchemaError
+from .json_merge import merge_all
+from .json_object import FORBID
+from .schema_check import ALL_TYPES, infer_types
+
+Resolve = Callable[[str], Any]
+
+
+@dataclass
+class _Info:
+    generates: set[str]        # JSON types our regex for the branch can write
+    accepts: set[str]          # JSON types the branch's schema can accept
+    values: list | None        # enum/const values, None if not an enum
+    required: set[str] = field(default_factory=set)
+    closed: set[str] | None = None  # allowed keys when additionalProperties is false
+    tags: dict[str, list] = field(default_factory=dict)  # required key -> its enum values
+
+
+def _value_types(values: list) -> set[str]:
+    out = set()
+    for v in values:
+        out.add("null" if v is None else "boolean" if isinstance(v, bool) else
+                "number" if isinstance(v, (int, float)) else "string" if isinstance(v, str) else
+                "array" if isinstance(v, list) else "object")
+    return out
+
+
+def _info(branch: Any, resolve: Resolve, ptr: str) -> _Info:
+    s = merge_all([branch], resolve, ptr)
+    if s is False:
+        return _Info(set(), set(), [])
+    if "anyOf" in s or "oneOf" in s:  # nested choice: only its types are used
+        subs = [_info(b, resolve, ptr) for b in s.get("anyOf", []) + s.get("oneOf", [])]
+        gen = set().union(*(i.generates for i in subs))
+        return _Info(gen, set().union(*(i.accepts for i in subs)), None)
+    values = [s["const"]] if "const" in s else s.get("enum")
+    declared = infer_types(s)
+    gen = set(declared) if declared is not None else set(ALL_TYPES)
+    accepts = set(ALL_TYPES) if "type" not in s else set(declared or ALL_TYPES)
+    if values is not None:
+        gen &= _value_types(values) | ({"integer"} if "number" in _value_types(values) else set())
+    info = _Info(gen, accepts, values)
+    if gen <= {"object"}:
+        info.required = set(s.get("required", []))
+        props = s.get("properties") or {}
+        if s.get("additionalProperties", True) is False and not s.get("patternProperties"):
+            info.closed = set(props) - set(s.get(FORBID, []))
+        for key in info.required:
+            sub = merge_all([props.get(key, True)], resolve, ptr)
+            if isinstance(sub, dict) and ("enum" in sub or "const" in sub):
+                info.tags[key] = [sub["const"]] if "const" in sub else sub["enum"]
+    return info
+
+
+def _canon(values: list) -> set[str]:
+    return {json.dumps(v, sort_keys=True) for v in values}
+
+
+def _types_meet(a: set[str], b: set[str]) -> bool:
+    widen = lambda t: t | ({"number"} if "integer" in t else set()) | ({"integer"} if "number" in t else set())
+    return bool(widen(a) & widen(b))
+
+
+def _excluded(i: _Info, j: _Info, forbidden: set[str]) -> bool:
+    """Whether no text generated from i validates against j (rules 1-4)."""
+    if not _types_meet(i.generates, j.accepts):
+        return True
+    if i.values is not None and j.values is not None and not _canon(i.values) & _canon(j.values):
+        return True
+    if i.generates <= {"object"} and j.generates <= {"object"}:  # j's object rules bind i's text
+        if any(k in j.tags and not _canon(v) & _canon(j.tags[k]) for k, v in i.tags.items()):
+            return True
+        missing = j.required - i.required  # keys j needs that i may leave out
+        if missing & forbidden or (i.closed is not None and missing - i.closed):
+            return True
+        if j.closed is not None and i.required - j.closed:
+            return True
+    return False
+
+
+def make_exclusive(branches: list[Any], resolve: Resolve, ptr: str) -> list[Any]:
+    """The branches, narrowed where needed so that no generated text matches two of them."""
+    infos = [_info(b, resolve, f"{ptr}/oneOf/{n}") for n, b in enumerate(branches)]
+    forbid: list[set[str]] = [set() for _ in branches]
+    for a, ia in enumerate(infos):
+        for b, ib in enumerate(infos):
+            if a == b or _excluded(ia, ib, forbid[a]):
+                continue
+            key = next((k for k in sorted(ib.required - ia.required)), None)
+            if key is None or not ia.generates <= {"object"} or not ib.generates <= {"object"}:
+                raise UnsupportedSchemaError("oneOf", f"{ptr}/oneOf", f"branches {a} and {b} may "
+                                             "both match, and exclusivity is not expressible")
+            forbid[a].add(key)
+    out = []
+    for branch, keys in zip(branches, forbid):
+        if keys:
+            branch = {"allOf": [branch, {FORBID: sorted(keys)}]} if isinstance(branch, dict) else branch
+        out.append(branch)
+    return out

@@ -1,0 +1,239 @@
+"""JSON Schema -> regex, our own converter.
+
+The regex is a *subset* of the schema's valid JSON texts, never a superset: a keyword that
+cannot be honoured is refused with UnsupportedSchemaError (keyword + JSON pointer), never
+dropped. Where a schema allows more than a regex can say, the converter narrows instead
+(bounded $ref recursion, bounded nesting of free-form values, fixed property order), so every
+text the grammar accepts validates.
+
+Layout of the generated JSON: properties in schema order; a `whitespace` pattern after each
+`,` and `:` and nowhere else, which accepts both compact text and json.dumps' default
+(", ", ": ") and keeps a model from emitting whitespace without end.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable
+
+from .errors import UnsupportedSchemaError
+from .json_array import array_regex
+from .json_merge import merge_all
+from .json_object import object_regex
+from .json_oneof import make_exclusive
+from .json_pattern import PatternError, pattern_body
+from .json_values import (BOOLEAN, FORMATS, NULL, NUMBER, STRING_CHAR, UNSUPPORTED_FORMATS,
+                          integer_range, json_literal, number_range)
+from .schema_check import check_keywords, infer_types, instance_ok
+
+WHITESPACE = r"[ ]?"
+MAX_REGEX_CHARS = 4_000_000
+
+
+def alt(parts: list[str | None]) -> str | None:
+    """Alternation of the satisfiable parts; None (no JSON text) if there are none."""
+    kept = list(dict.fromkeys(p for p in parts if p is not None))
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else "(?:" + "|".join(kept) + ")"
+
+
+class Converter:
+    """One schema's conversion: the root (for $ref), the whitespace, the depth budgets."""
+
+    def __init__(self, root: Any, whitespace: str, max_recursion: int, any_depth: int) -> None:
+        self.root, self.ws = root, whitespace
+        self.max_recursion, self.any_depth = max_recursion, any_depth
+        self.ref_stack: list[str] = []
+        self._memo: dict[tuple, str | None] = {}
+        self._any: dict[int, str] = {}
+
+    # ---- entry and dispatch -------------------------------------------------------------
+
+    def value(self, schema: Any, ptr: str) -> str | None:
+        if schema is True:
+            return self.any_value(self.any_depth)
+        if schema is False:
+            return None
+        if not isinstance(schema, dict):
+            raise UnsupportedSchemaError("schema", ptr, f"expected an object, got {schema!r:.40}")
+        check_keywords(schema, ptr)
+        if "$ref" in schema:
+            return self._ref(schema, ptr)
+        if "allOf" in schema:
+            rest = {k: v for k, v in schema.items() if k != "allOf"}
+            parts = [rest, *schema["allOf"]] if rest else list(schema["allOf"])
+            return self.value(self.merge(parts, ptr + "/allOf"), ptr)
+        for kw in ("anyOf", "oneOf"):
+            if kw in schema:
+                return self._union(schema, kw, ptr)
+        if "enum" in schema or "const" in schema:
+            return self._enum(schema, ptr)
+        types = infer_types(schema)
+        if types is None:
+            return self.any_value(self.any_depth)
+        return alt([self._typed(t, schema, ptr) for t in types])
+
+    def _typed(self, t: str, s: dict, ptr: str) -> str | None:
+        if t == "string":
+            return self._string(s, ptr)
+        if t in ("integer", "number"):
+            return self._number(t, s, ptr)
+        if t == "boolean":
+            return BOOLEAN
+        if t == "null":
+            return NULL
+        if t == "object":
+            return object_regex(self, s, ptr)
+        if t == "array":
+            return array_regex(self, s, ptr)
+        raise UnsupportedSchemaError("type", ptr, f"unknown type {t!r}")
+
+    # ---- references and combinators ----------------------------------------------------
+
+    def resolve(self, ref: str, ptr: str) -> Any:
+        if not ref.startswith("#"):
+            raise UnsupportedSchemaError("$ref", ptr, f"only local references (#/...), got {ref!r}")
+        node = self.root
+        for part in ref[1:].split("/")[1:] if ref != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            try:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise UnsupportedSchemaError("$ref", ptr, f"cannot resolve {ref!r}") from None
+        return node
+
+    def _ref(self, schema: dict, ptr: str) -> str | None:
+        ref = schema["$ref"]
+        if self.ref_stack.count(ref) >= self.max_recursion:
+            return None  # recursion unrolled to its bound: no deeper instances
+        key = (ref, tuple(self.ref_stack), json.dumps(schema, sort_keys=True))
+        if key in self._memo:
+            return self._memo[key]
+        target = self.resolve(ref, ptr)
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        self.ref_stack.append(ref)
+        try:
+            # siblings of $ref: applied as well (2019+ semantics; a safe subset under draft 7)
+            out = self.value({"allOf": [target, rest]} if rest else target, ref[1:] or ptr)
+        finally:
+            self.ref_stack.pop()
+        self._memo[key] = out
+        return out
+
+    def merge(self, parts: list[Any], ptr: str) -> Any:
+        return merge_all(parts, lambda ref: self.resolve(ref, ptr), ptr)
+
+    def _union(self, schema: dict, kw: str, ptr: str) -> str | None:
+        rest = {k: v for k, v in schema.items() if k != kw}
+        branches = [self.merge([rest, b], f"{ptr}/{kw}/{i}") if rest else b
+                    for i, b in enumerate(schema[kw])]
+        if kw == "oneOf":
+            branches = make_exclusive(branches, lambda ref: self.resolve(ref, ptr), ptr)
+        return alt([self.value(b, f"{ptr}/{kw}/{i}") for i, b in enumerate(branches)])
+
+    def _enum(self, s: dict, ptr: str) -> str | None:
+        values = [s["const"]] if "const" in s else s["enum"]
+        if not isinstance(values, list):
+            raise UnsupportedSchemaError("enum", ptr, "enum must be a list")
+        kept = [v for v in values if instance_ok(v, s)]
+        return alt([json_literal(v, self.ws) for v in kept])
+
+    # ---- scalars -------------------------------------------------------------------------
+
+    def _string(self, s: dict, ptr: str) -> str | None:
+        fmt, pattern = s.get("format"), s.get("pattern")
+        lo, hi = s.get("minLength", 0), s.get("maxLength")
+        has_len = lo > 0 or hi is not None
+        if fmt in UNSUPPORTED_FORMATS:
+            raise UnsupportedSchemaError("format", ptr + "/format", f"format {fmt!r}")
+        if fmt in FORMATS:
+            if has_len or pattern is not None:
+                raise UnsupportedSchemaError("format", ptr + "/format",
+                                             "format combined with pattern/minLength/maxLength")
+            return '"' + FORMATS[fmt] + '"'
+        if pattern is not None:
+            if has_len:
+                raise UnsupportedSchemaError("pattern", ptr + "/pattern",
+                                             "pattern combined with minLength/maxLength")
+            try:
+                return '"' + pattern_body(pattern) + '"'
+            except PatternError as e:
+                raise UnsupportedSchemaError("pattern", ptr + "/pattern", str(e)) from None
+        if hi is not None and hi < lo:
+            return None
+        if not has_len:
+            return '"' + STRING_CHAR + '*"'
+        return '"' + STRING_CHAR + "{" + f"{lo},{'' if hi is None else hi}" + '}"'
+
+    def _number(self, t: str, s: dict, ptr: str) -> str | None:
+        step = s.get("multipleOf")
+        if step is not None and not (t == "integer" and float(step).is_integer() and step == 1):
+            if not (t == "number" and step == 1):
+                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"multipleOf {step}")
+            t = "integer"
+        lo = _bound(s, "minimum", "exclusiveMinimum", ptr)
+        hi = _bound(s, "maximum", "exclusiveMaximum", ptr)
+        if t == "integer":
+            a = None if lo is None else (math.floor(lo[0]) + 1 if lo[1] else math.ceil(lo[0]))
+            b = None if hi is None else (math.ceil(hi[0]) - 1 if hi[1] else math.floor(hi[0]))
+            return integer_range(a, b)
+        if lo is None and hi is None:
+            return NUMBER
+        for bound, kw in ((lo, "minimum"), (hi, "maximum")):
+            if bound is not None and not float(bound[0]).is_integer():
+                raise UnsupportedSchemaError(kw, f"{ptr}/{kw}", "a fractional bound on a number")
+        return number_range(None if lo is None else (int(lo[0]), lo[1]),
+                            None if hi is None else (int(hi[0]), hi[1]))
+
+    # ---- free-form values ----------------------------------------------------------------
+
+    def any_value(self, depth: int) -> str:
+        """Any JSON value nested at most `depth` containers deep (a narrowing of `{}`)."""
+        if depth not in self._any:
+            scalar = f'(?:"{STRING_CHAR}*"|{NUMBER}|{BOOLEAN}|{NULL})'
+            if depth <= 0:
+                self._any[depth] = f"(?:{scalar}|\\[\\]|\\{{\\}})"
+            else:
+                inner, sep = self.any_value(depth - 1), "," + self.ws
+                member = f'"{STRING_CHAR}*":{self.ws}{inner}'
+                self._any[depth] = (f"(?:{scalar}|\\[(?:{inner}(?:{sep}{inner})*)?\\]"
+                                    f"|\\{{(?:{member}(?:{sep}{member})*)?\\}})")
+        return self._any[depth]
+
+
+def _bound(s: dict, inclusive: str, exclusive: str, ptr: str) -> tuple[float, bool] | None:
+    """(value, is_exclusive) from draft-4 (boolean exclusive*) or draft-6+ (numeric) keywords."""
+    bounds = []
+    if isinstance(s.get(inclusive), (int, float)):
+        excl = s.get(exclusive) is True
+        bounds.append((s[inclusive], excl))
+    if isinstance(s.get(exclusive), (int, float)) and not isinstance(s.get(exclusive), bool):
+        bounds.append((s[exclusive], True))
+    if not bounds:
+        return None
+    pick: Callable = max if inclusive == "minimum" else min
+    return pick(bounds, key=lambda b: (b[0], b[1] if inclusive == "minimum" else not b[1]))
+
+
+def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE,
+                         max_recursion: int = 3, any_depth: int = 3) -> str:
+    """Regex (whole-text match) for JSON texts valid under `schema`.
+
+    max_recursion: how many times one $ref may be open at once (recursive schemas are unrolled
+    to this depth); any_depth: nesting allowed inside free-form values (`{}`, untyped
+    additional properties). Raises UnsupportedSchemaError for features that cannot be honoured
+    and ValueError when no JSON text is valid.
+    """
+    if isinstance(schema, str):
+        schema = json.loads(schema)
+    conv = Converter(schema, whitespace, max_recursion, any_depth)
+    regex = conv.value(schema, "")
+    if regex is None:
+        raise ValueError("the schema admits no JSON value (within the recursion bound)")
+    if len(regex) > MAX_REGEX_CHARS:
+        raise UnsupportedSchemaError("schema", "", f"the regex would be {len(regex):,} characters")
+    return regex
+
+
+__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "WHITESPACE", "Converter", "alt"]

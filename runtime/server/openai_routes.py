@@ -1,0 +1,200 @@
+"""OpenAI routes: /v1/models, /v1/completions, /v1/chat/completions (plain and SSE streaming)."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from jinja2 import TemplateError
+
+from . import openai_protocol as proto
+from .errors import APIError, json_error_event
+from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, run_to_completion, sse
+from .state import ServerState, get_state
+
+log = logging.getLogger("radixgen.server")
+router = APIRouter(prefix="/v1")
+
+
+@dataclass
+class Call:
+    """What the two generation routes share once the body is parsed."""
+    state: ServerState
+    gen: GenRequest
+    kind: str          # "text_completion" or "chat.completion"
+    rid: str
+    n: int
+    include_usage: bool
+    created: int
+
+    def envelope(self, choices: list[dict], chunk: bool = False) -> dict[str, Any]:
+        kind = self.kind + (".chunk" if chunk and self.kind == "chat.completion" else "")
+        return proto.envelope(kind, self.rid, self.created, self.state.model_name, choices)
+
+
+def _model_card(state: ServerState) -> dict[str, Any]:
+    return {"id": state.model_name, "object": "model", "created": state.started_at, "owned_by": "radixgen",
+            "root": state.engine.model_path, "max_model_len": state.context_length}
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(get_state(request))]}
+
+
+@router.get("/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    state.check_model(model_id)
+    return _model_card(state)
+
+
+def _prepare(state: ServerState, body: proto.CommonRequest, route: str) -> dict[str, Any]:
+    state.check_model(body.model)
+    kwargs, ignored = proto.sampling_kwargs(body)
+    if ignored:
+        log.info("ignored unknown fields", extra={"fields": {"route": route, "fields": ignored}})
+    return kwargs
+
+
+@router.post("/completions")
+async def completions(body: proto.CompletionRequest, request: Request) -> Any:
+    state = get_state(request)
+    kwargs = _prepare(state, body, "/v1/completions")
+    if body.logprobs is not None:
+        kwargs.update(return_logprob=True, top_logprobs_num=body.logprobs)
+        if body.echo:
+            kwargs["logprob_start_len"] = 0  # echo with logprobs: the prompt's tokens are scored too
+    if not proto.has_max_tokens(kwargs):
+        kwargs["max_new_tokens"] = proto.COMPLETION_DEFAULT_MAX_TOKENS
+    prompt = body.prompt
+    is_ids = bool(prompt) and isinstance(prompt, list) and not isinstance(prompt[0], str)
+    single = isinstance(prompt, str) or (is_ids and isinstance(prompt[0], int))
+    num = 1 if single else len(prompt)
+    if num == 0:
+        raise APIError(400, "prompt must not be empty", param="prompt")
+    call = _call(state, body, kwargs, single, num, "text_completion", "cmpl",
+                 text=None if is_ids else prompt, ids=prompt if is_ids else None)
+    prompts = [prompt] if single else list(prompt)
+    echoes = [_prompt_text(state, p) if body.echo else "" for p in prompts]
+    with_prompt_lp = body.echo and body.logprobs is not None
+    if body.stream:
+        return await _stream(call, request, _completion_piece(call, echoes, with_prompt_lp))
+    results = await _complete(call, request)
+    choices = []
+    for i, item in enumerate(results):
+        echo = echoes[i // call.n]
+        choices.append({"index": i, "text": echo + item["text"], "finish_reason": proto.finish_reason(item["meta_info"]),
+                        "matched_stop": proto.matched_stop(item["meta_info"]),
+                        "logprobs": proto.completion_logprobs(item["meta_info"], 0, with_prompt_lp)})
+    return {**call.envelope(choices), "usage": proto.usage([r["meta_info"] for r in results], call.n)}
+
+
+def _prompt_text(state: ServerState, prompt: str | list[int]) -> str:
+    return prompt if isinstance(prompt, str) else state.engine.tokenizer.decode(prompt)
+
+
+def _completion_piece(call: Call, echoes: list[str], with_prompt_lp: bool):
+    offsets: dict[int, int] = {}
+
+    def piece(chunk: Any) -> dict[str, Any] | None:
+        first = chunk.index not in offsets
+        text = (echoes[chunk.index // call.n] if first else "") + chunk.delta
+        start = offsets.get(chunk.index, 0)
+        offsets[chunk.index] = start + len(text)
+        return {"index": chunk.index, "text": text, "finish_reason": proto.finish_reason(chunk.meta),
+                "logprobs": proto.completion_logprobs(chunk.meta, start, with_prompt_lp and first)}
+    return piece
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: proto.ChatCompletionRequest, request: Request) -> Any:
+    state = get_state(request)
+    kwargs = _prepare(state, body, "/v1/chat/completions")
+    kwargs.update(proto.chat_logprob_kwargs(body))
+    kwargs.update(proto.response_format_kwargs(body.response_format))
+    input_ids = _apply_template(state, body.messages)
+    if not proto.has_max_tokens(kwargs):  # OpenAI's chat default: as long as the context allows
+        kwargs["max_new_tokens"] = max(1, state.context_length - len(input_ids))
+    call = _call(state, body, kwargs, True, 1, "chat.completion", "chatcmpl", text=None, ids=input_ids)
+    if body.stream:
+        return await _stream(call, request, _chat_piece)
+    results = await _complete(call, request)
+    choices = [{"index": i, "message": {"role": "assistant", "content": item["text"]},
+                "logprobs": proto.chat_logprobs(item["meta_info"]),
+                "finish_reason": proto.finish_reason(item["meta_info"]),
+                "matched_stop": proto.matched_stop(item["meta_info"])} for i, item in enumerate(results)]
+    return {**call.envelope(choices), "usage": proto.usage([r["meta_info"] for r in results], call.n)}
+
+
+def _apply_template(state: ServerState, messages: list[proto.ChatMessage]) -> list[int]:
+    plain = []
+    for i, m in enumerate(messages):
+        msg = m.model_dump(exclude_none=True)
+        if isinstance(m.content, list):  # content parts: only text is supported by a text-only model
+            if any(part.get("type") != "text" for part in m.content):
+                raise APIError(400, "only text content parts are supported", param=f"messages.{i}.content")
+            msg["content"] = "".join(str(part.get("text", "")) for part in m.content)
+        plain.append(msg)
+    try:
+        return state.engine.apply_chat_template(plain)
+    except TemplateError as exc:  # templates raise for roles or orders they do not allow
+        raise APIError(400, f"the chat template refused the messages: {exc}", param="messages") from exc
+
+
+def _chat_piece(chunk: Any) -> dict[str, Any] | None:
+    logprobs = proto.chat_logprobs(chunk.meta)
+    if not chunk.delta and not chunk.finished and not (logprobs and logprobs["content"]):
+        return None  # a token that ends inside a character: nothing to show yet
+    return {"index": chunk.index, "delta": {"content": chunk.delta} if chunk.delta else {},
+            "logprobs": logprobs, "finish_reason": proto.finish_reason(chunk.meta)}
+
+
+def _call(state: ServerState, body: proto.CommonRequest, kwargs: dict[str, Any], single: bool, num: int,
+          kind: str, prefix: str, text: Any, ids: Any) -> Call:
+    """`single`: one prompt given as such (not a list of one), which the engine answers unlisted."""
+    params = proto.build_params(kwargs)
+    base = uuid.uuid4().hex
+    rids = [base] if single else [f"{base}-{i}" for i in range(num)]
+    gen = GenRequest(text, ids, [params] * num, rids, route=f"/v1/{kind}")
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Call(state, gen, kind, f"{prefix}-{base}", params.n, include_usage, int(time.time()))
+
+
+async def _complete(call: Call, request: Request) -> list[dict[str, Any]]:
+    results = await run_to_completion(call.state.engine, call.state.metrics, request, call.gen)
+    for item in results:
+        error = proto.abort_error(item["meta_info"])
+        if error is not None:
+            raise error
+    return results
+
+
+async def _stream(call: Call, request: Request, piece: Any) -> SSEResponse:
+    stream = await Stream.open(call.state.engine, call.state.metrics, call.gen)
+    return SSEResponse(_events(call, stream, piece), on_close=stream.close)
+
+
+async def _events(call: Call, stream: Stream, piece: Any) -> AsyncIterator[bytes]:
+    if call.kind == "chat.completion":  # the role comes first, once per choice, as OpenAI sends it
+        roles = [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                  "finish_reason": None} for i in range(len(call.gen.expanded_rids))]
+        yield sse(call.envelope(roles, chunk=True))
+    finals: dict[int, dict[str, Any]] = {}
+    async for chunk in stream:
+        error = proto.abort_error(chunk.meta) if chunk.finished else None
+        if error is not None:  # the 200 is already out: report in-band, as vLLM and SGLang do
+            yield sse(json_error_event(error.status, error.message))
+            continue
+        if chunk.finished:
+            finals[chunk.index] = chunk.meta
+        choice = piece(chunk)
+        if choice is not None:
+            yield sse(call.envelope([choice], chunk=True))
+    if call.include_usage and len(finals) == len(call.gen.expanded_rids):
+        metas = [finals[i] for i in sorted(finals)]
+        yield sse({**call.envelope([], chunk=True), "usage": proto.usage(metas, call.n)})
+    yield SSE_DONE

@@ -1,0 +1,114 @@
+"""Sampling and stop conditions through the engine (tiny model), plus the sampler's own rules."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import radixgen
+from radixgen.runtime.request import Req
+from radixgen.runtime.sampler import _top_k_top_p, apply_penalties, sample
+from radixgen.runtime.sampling_params import SamplingParams
+
+PROMPT = list(range(500, 540))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    with radixgen.Engine(tiny_dir, dtype="float32", max_total_tokens=4000) as eng:
+        yield eng
+
+
+def _gen(engine, **sp):
+    return engine.generate(input_ids=PROMPT, sampling_params={"max_new_tokens": 16, **sp})
+
+
+def test_seed_reproducible_and_seeds_differ(tiny):
+    a = _gen(tiny, temperature=1.0, seed=7, ignore_eos=True)
+    b = _gen(tiny, temperature=1.0, seed=7, ignore_eos=True)
+    c = _gen(tiny, temperature=1.0, seed=8, ignore_eos=True)
+    assert a["output_ids"] == b["output_ids"] and a["output_ids"] != c["output_ids"]
+
+
+def test_top_k_1_is_greedy_and_n_expands(tiny):
+    greedy = _gen(tiny, temperature=0, ignore_eos=True)
+    assert _gen(tiny, temperature=1.5, top_k=1, ignore_eos=True)["output_ids"] == greedy["output_ids"]
+    outs = _gen(tiny, temperature=1.0, n=3, seed=1, ignore_eos=True)
+    assert len(outs) == 3 and len({tuple(o["output_ids"]) for o in outs}) > 1
+
+
+def test_stop_token_ids_max_and_min_new_tokens(tiny):
+    greedy = _gen(tiny, temperature=0, ignore_eos=True)["output_ids"]
+    stop_at = greedy[5]
+    k = greedy.index(stop_at)
+    out = _gen(tiny, temperature=0, ignore_eos=True, stop_token_ids=[stop_at])
+    assert out["output_ids"] == greedy[: k + 1]
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop_at}
+    longer = _gen(tiny, temperature=0, ignore_eos=True, stop_token_ids=[stop_at], min_new_tokens=k + 3)
+    assert len(longer["output_ids"]) >= k + 3 and stop_at not in longer["output_ids"][: k + 2]
+    assert _gen(tiny, temperature=0, max_new_tokens=3, ignore_eos=True)["meta_info"]["finish_reason"] == \
+        {"type": "length", "length": 3}
+
+
+def test_stop_string_trimmed_unless_asked(tiny):
+    full = _gen(tiny, temperature=0, ignore_eos=True)["text"]
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    assert stop.strip(), "need a visible stop string"
+    out = _gen(tiny, temperature=0, ignore_eos=True, stop=[stop])
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop}
+    assert stop not in out["text"] and full.startswith(out["text"])
+    kept = _gen(tiny, temperature=0, ignore_eos=True, stop=stop, no_stop_trim=True)
+    assert kept["text"].endswith(stop)
+
+
+def test_logprobs_and_top_alternatives(tiny):
+    out = tiny.generate(input_ids=PROMPT, sampling_params={"max_new_tokens": 4, "temperature": 0, "ignore_eos": True},
+                        return_logprob=True, top_logprobs_num=3, logprob_start_len=30)
+    meta = out["meta_info"]
+    assert [t for _, t, _ in meta["output_token_logprobs"]] == out["output_ids"]
+    for (lp, tok, _), top in zip(meta["output_token_logprobs"], meta["output_top_logprobs"]):
+        assert len(top) == 3 and top[0][1] == tok and abs(top[0][0] - lp) < 1e-6  # greedy = the top-1
+    assert [t for _, t, _ in meta["input_token_logprobs"]] == PROMPT[30:]
+    assert all(lp is not None and lp <= 0 for lp, _, _ in meta["input_token_logprobs"])
+
+
+def test_max_new_tokens_zero_is_prefill_only(tiny):
+    out = tiny.generate(input_ids=PROMPT, sampling_params={"max_new_tokens": 0}, return_logprob=True,
+                        logprob_start_len=0)
+    assert out["output_ids"] == [] and out["meta_info"]["finish_reason"]["type"] == "length"
+    assert len(out["meta_info"]["input_token_logprobs"]) == len(PROMPT)
+
+
+def test_streaming_yields_deltas_that_add_up(tiny):
+    chunks = list(tiny.generate(input_ids=PROMPT, sampling_params={"max_new_tokens": 12, "temperature": 0,
+                                                                   "ignore_eos": True}, stream=True))
+    whole = _gen(tiny, temperature=0, ignore_eos=True, max_new_tokens=12)
+    assert len(chunks) > 1 and chunks[-1]["meta_info"]["finish_reason"] is not None
+    assert sum((c["output_ids"] for c in chunks), []) == whole["output_ids"]
+    assert "".join(c["text"] for c in chunks) == whole["text"]
+
+
+def _req(**sp) -> Req:
+    return Req("r", [1, 2, 3], SamplingParams(**sp))
+
+
+def test_top_k_top_p_keep_the_right_tokens():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 2)  # float32, like the kept values below
+    out = _top_k_top_p(probs, [SamplingParams(top_k=2), SamplingParams(top_p=0.7)])
+    kept = torch.tensor([0.5, 0.3, 0.0, 0.0])
+    assert torch.equal(out[0], kept)
+    assert torch.equal(out[1], kept)  # 0.5 < 0.7, 0.8 >= 0.7: the nucleus is two tokens
+
+
+def test_penalties_and_min_p():
+    logits = torch.tensor([[2.0, 1.0, -1.0, 0.5]])
+    req = _req(frequency_penalty=0.5, presence_penalty=0.25)
+    req.output_ids = [0, 0, 3]
+    apply_penalties(logits, [req], [[]])
+    assert torch.allclose(logits, torch.tensor([[2.0 - 1.0 - 0.25, 1.0, -1.0, 0.5 - 0.5 - 0.25]]))
+    rep = torch.tensor([[2.0, 1.0, -1.0, 0.5]])
+    apply_penalties(rep, [_req(repetition_penalty=2.0)], [[]])  # prompt [1, 2, 3]
+    assert torch.allclose(rep, torch.tensor([[2.0, 0.5, -2.0, 0.25]]))
+    g = torch.Generator().manual_seed(0)
+    picks = {int(sample(torch.tensor([[3.0, 0.0, 2.9, -5.0]]), [_req(temperature=1.0, min_p=0.5)], g))
+             for _ in range(50)}
+    assert picks <= {0, 2}
