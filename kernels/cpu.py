@@ -38,7 +38,10 @@ _MAX_D, _MAX_ROWS = 256, 64      # the kernel's fixed per-task buffers (see MAX_
 STREAM_MAX_EXTEND = 16
 _SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
 
-_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+# OpenMP's thread count is per calling thread; torch's is passed explicitly so that
+# torch.set_num_threads governs the kernel from whichever thread runs the model.
+_threads = torch.get_num_threads
 
 
 def _alloc(*shape: int, dtype: torch.dtype) -> torch.Tensor:
@@ -82,12 +85,12 @@ def load_library() -> ctypes.CDLL | None:
                       f"({detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__})")
         return None
     lib.rg_attention.restype = ctypes.c_int
-    lib.rg_attention.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
-                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, ctypes.c_int]
+    lib.rg_attention.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
+                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, _int, _int]
     lib.rg_gather_kv.restype = None
-    lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr]
+    lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
-    lib.rg_apply_bitmask.argtypes = [_ptr, ctypes.c_int, _i64, _ptr, _i64, _i64, _i64]
+    lib.rg_apply_bitmask.argtypes = [_ptr, _int, _i64, _ptr, _i64, _i64, _i64, _int]
     return lib
 
 
@@ -107,9 +110,11 @@ def _can_stream(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> 
 
 def _num_splits(meta: AttnMeta, num_kv_heads: int, group: int) -> int:
     """Split each request's keys when (request, kv head) tasks alone cannot keep every thread busy."""
-    tasks = sum(-(-e // max(1, _MAX_ROWS // group)) for e in meta.extend_lens.tolist()) * num_kv_heads
-    want = 4 * torch.get_num_threads()
-    if tasks >= want:
+    per_tile = max(1, _MAX_ROWS // group)  # new tokens per task (the kernel's tokens_per_tile)
+    tiles = meta.batch_size if meta.is_decode else sum(-(-e // per_tile) for e in meta.extend_lens.tolist())
+    tasks = tiles * num_kv_heads
+    want = 4 * _threads()
+    if tasks == 0 or tasks >= want:
         return 1
     return max(1, min(-(-want // tasks), meta.max_seq // _SPLIT_MIN_KEYS))
 
@@ -130,7 +135,7 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
         _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
         k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
         table.data_ptr(), table.stride(0), rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(),
-        rows.numel(), h, kvh, d, sm_scale, splits, int(q.dtype == torch.bfloat16))
+        rows.numel(), h, kvh, d, sm_scale, splits, int(q.dtype == torch.bfloat16), _threads())
     assert rc == 0, "shape checks in _can_stream and the kernel disagree"
     return out.to(q.dtype)
 
@@ -154,7 +159,7 @@ def _gather_kv(k_pool: torch.Tensor, v_pool: torch.Tensor,
     row_bytes = k[0, 0].numel() * k.element_size()
     load_library().rg_gather_kv(k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0) * k.element_size(),
                                 row_bytes, table.data_ptr(), table.stride(0), rows.data_ptr(),
-                                seq.data_ptr(), b, n, k.data_ptr(), v.data_ptr())
+                                seq.data_ptr(), b, n, k.data_ptr(), v.data_ptr(), _threads())
     return k.transpose(1, 2), v.transpose(1, 2)
 
 
@@ -196,4 +201,4 @@ def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
         return reference.apply_token_bitmask(logits, bitmask)
     words = bitmask.to(torch.int32).contiguous()
     lib.rg_apply_bitmask(logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.stride(0),
-                         words.data_ptr(), words.stride(0), logits.shape[0], logits.shape[1])
+                         words.data_ptr(), words.stride(0), logits.shape[0], logits.shape[1], _threads())

@@ -3,8 +3,9 @@
 // One task = (request, tile of its new tokens, kv head, key split). It streams the request's keys
 // straight from the pool through its req_to_slot row, KB keys at a time, with an online softmax
 // (flash-attention style), so no padded copy of K/V is ever made: decode reads K and V once.
-// All arithmetic is fp32; the pool is fp32 or bf16. Threads come from OpenMP, which resolves to the
-// libgomp that torch has already loaded, so torch.set_num_threads governs it too.
+// Pools are fp32 or bf16 and everything accumulates in fp32 (see cpu_attention_avx512.h for the
+// AVX-512 and AVX512-BF16 versions of the task). Threads come from OpenMP, which resolves to the
+// libgomp torch has already loaded; the caller passes torch's thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -167,7 +168,7 @@ void combine(const Args& a, int64_t row) {
 namespace {
 
 template <typename T>
-void run(const Args& a, const std::vector<Tile>& tiles) {
+void run(const Args& a, const std::vector<Tile>& tiles, int threads) {
   void (*fn)(const Args&, const Tile&, int64_t, int64_t) =
       a.D == 64 ? attend<T, 64> : a.D == 128 ? attend<T, 128> : attend<T, 0>;
 #ifdef RG_AVX512
@@ -183,7 +184,7 @@ void run(const Args& a, const std::vector<Tile>& tiles) {
 #endif
 #endif
   const int64_t per_tile = a.KVH * a.splits, n_tasks = int64_t(tiles.size()) * per_tile;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t i = 0; i < n_tasks; ++i) fn(a, tiles[i / per_tile], (i % per_tile) / a.splits, i % a.splits);
 }
 
@@ -198,7 +199,8 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
                  const void* k_pool, const void* v_pool, int64_t slot_stride, int64_t head_stride,
                  const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
                  const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch,
-                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits, int q_is_bf16) {
+                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits, int q_is_bf16,
+                 int threads) {
   const int64_t g = H / KVH;
   if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1) return 1;
   std::vector<int64_t> extend_start(batch);
@@ -214,9 +216,9 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
   const Args a{q, out, partial, k_pool, v_pool, slot_stride, head_stride, req_to_slot, table_stride,
                req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale,
                q_is_bf16 != 0};
-  if (pool_dtype == 0) run<float>(a, tiles); else run<uint16_t>(a, tiles);
+  if (pool_dtype == 0) run<float>(a, tiles, threads); else run<uint16_t>(a, tiles, threads);
   if (splits > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t row = 0; row < total * H; ++row) combine(a, row);
   }
   return 0;
@@ -227,10 +229,11 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
 // zeroed so that masked keys stay finite.
 void rg_gather_kv(const void* k_pool, const void* v_pool, int64_t slot_bytes, int64_t row_bytes,
                   const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
-                  const int64_t* seq_lens, int64_t batch, int64_t max_seq, void* k_out, void* v_out) {
+                  const int64_t* seq_lens, int64_t batch, int64_t max_seq, void* k_out, void* v_out,
+                  int threads) {
   constexpr int64_t CHUNK = 256;  // keys per task
   const int64_t chunks = (max_seq + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)  // a parked thread holds up no one
   for (int64_t task = 0; task < batch * chunks; ++task) {
     const int64_t b = task / chunks, j0 = task % chunks * CHUNK, j1 = std::min(max_seq, j0 + CHUNK);
     const int32_t* slots = req_to_slot + req_rows[b] * table_stride;
@@ -251,9 +254,9 @@ void rg_gather_kv(const void* k_pool, const void* v_pool, int64_t slot_bytes, in
 // logits [B, V] (fp32 when is_bf16 == 0, else bf16) with row stride; bitmask int32 [B, >= ceil(V/32)]:
 // bit j of word w allows token 32 w + j; every other logit becomes -inf.
 void rg_apply_bitmask(void* logits, int is_bf16, int64_t row_stride, const int32_t* bitmask,
-                      int64_t mask_stride, int64_t batch, int64_t vocab) {
+                      int64_t mask_stride, int64_t batch, int64_t vocab, int threads) {
   const int64_t words = (vocab + 31) / 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t w = 0; w < words; ++w) {
       const uint32_t bits = uint32_t(bitmask[b * mask_stride + w]);

@@ -63,6 +63,25 @@ class KVManager:
         req.kv_len = end
         return slots
 
+    def extend_decode(self, reqs: list[Req]) -> torch.Tensor | None:
+        """One more slot for each of `reqs` (a decode step), vectorised: int64 [B] slots, or None
+        with nothing changed if the pool cannot hold them. A request whose last page is full gets a
+        new page; the others take the next slot of their page."""
+        ps = self.page_size
+        kv = torch.tensor([r.kv_len for r in reqs], dtype=torch.int64)
+        rows = torch.tensor([r.row for r in reqs], dtype=torch.int64)
+        table = self.slots.table
+        fresh = kv % ps == 0                                                # [B] needs a new page
+        pages = self._alloc_pages(int(fresh.sum()))
+        if pages is None:
+            return None
+        slots = table[rows, (kv - 1).clamp(min=0)].long() + 1               # next slot of the last page
+        slots[fresh] = pages * ps
+        table[rows, kv] = slots.to(torch.int32)
+        for r in reqs:
+            r.kv_len += 1
+        return slots
+
     def _alloc_pages(self, n: int) -> torch.Tensor | None:
         pages = self.allocator.alloc_pages(n)
         if pages is None:

@@ -108,16 +108,17 @@ class Scheduler:
     def _schedule_decode(self) -> ScheduledBatch | None:
         if not self.running:
             return None
-        while self.kv.available() < sum(self.kv.pages_needed(r, 1) for r in self.running):
+        ps = self.kv.page_size
+        while self.kv.available() < ps * sum(r.kv_len % ps == 0 for r in self.running):
             if len(self.running) == 1:  # alone and still no room: the pool is too small for it
                 self._reject(self.running[0], "out of KV slots while decoding: raise max_total_tokens")
                 return None
             self._retract(min(self.running, key=lambda r: (len(r.output_ids), -len(r.prompt_ids))))
         self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - RATIO_DECAY)
         starts = [r.kv_len for r in self.running]
-        slots = [self.kv.extend(r, 1) for r in self.running]
-        assert all(s is not None for s in slots), "decode slots were checked above"
-        return ScheduledBatch(list(self.running), starts, [1] * len(starts), torch.cat(slots), is_decode=True)
+        slots = self.kv.extend_decode(self.running)
+        assert slots is not None, "decode slots were checked above"
+        return ScheduledBatch(list(self.running), starts, [1] * len(starts), slots, is_decode=True)
 
     def _retract(self, req: Req) -> None:
         """Back to the waiting queue: what it computed stays in the prefix cache for its return."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import version
+from typing import AsyncIterator, Callable
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from radixgen.runtime.engine import Engine
 
@@ -28,18 +31,30 @@ from .state import ServerState
 log = logging.getLogger("radixgen.server")
 
 
-def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
-    """An app serving `engine`; the caller owns the engine (and shuts it down)."""
+def _lifespan(engine: Engine, owns_engine: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn gets here after its graceful period, with every request finished or cancelled
+        # (and so aborted); after it, uvicorn re-raises SIGTERM, so this is the last chance.
+        if owns_engine:
+            await run_in_threadpool(engine.shutdown)
+            log.info("engine stopped")
+    return lifespan
+
+
+def create_app(engine: Engine, config: ServerConfig | None = None, owns_engine: bool = False) -> FastAPI:
+    """An app serving `engine`. With owns_engine, the app shuts the engine down when it stops."""
     config = config or ServerConfig()
-    app = FastAPI(title="radixgen", version=version("radixgen"))
+    app = FastAPI(title="radixgen", version=version("radixgen"), lifespan=_lifespan(engine, owns_engine))
     metrics = ServerMetrics(engine.get_stats)
     app.state.server = ServerState(engine, config, metrics)
     app.include_router(native_router)
     app.include_router(openai_router)
     install_error_handlers(app)
-    known_paths = {getattr(route, "path", "") for route in app.routes}
-    # add_middleware wraps: the last one added runs first. Order: log everything (401s and 413s
-    # too), then refuse unauthenticated clients before reading their bodies, then bound the body.
+    known_paths = {route.path for route in [*native_router.routes, *openai_router.routes]}
+    # add_middleware wraps: the last one added runs first. Log everything (401s too), then refuse
+    # unauthenticated clients before their bodies are read, then bound the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(APIKeyMiddleware, api_key=config.api_key)
     app.add_middleware(AccessLogMiddleware, metrics=metrics, known_paths=known_paths)
@@ -47,8 +62,9 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
 
 
 def serve(engine: Engine, config: ServerConfig) -> None:
-    """Blocks until the server stops (SIGINT / SIGTERM)."""
-    app = create_app(engine, config)
+    """Blocks until the server stops (SIGINT / SIGTERM), then shuts `engine` down.
+    Like uvicorn, ends by re-raising the signal, so the exit status says what stopped the server."""
+    app = create_app(engine, config, owns_engine=True)
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_config=None, access_log=False,
                                log_level=config.log_level, timeout_graceful_shutdown=config.graceful_timeout_s)
     log.info("serving", extra={"fields": {"url": f"http://{config.host}:{config.port}",
@@ -65,5 +81,4 @@ def main(argv: list[str] | None = None) -> None:
     try:
         serve(engine, config)
     finally:
-        engine.shutdown()  # aborts whatever uvicorn's graceful period left running
-        log.info("stopped")
+        engine.shutdown()  # a no-op after a normal stop; needed when uvicorn fails to start

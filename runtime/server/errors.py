@@ -44,6 +44,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
         if err.get("type") == "json_invalid":
             parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
             continue
+        if err.get("type") == "model_attributes_type" and not loc:  # e.g. curl -d without a JSON type
+            parts.append("the body must be a JSON object sent with Content-Type: application/json")
+            continue
         field = ".".join(loc)
         param = param or field or None
         parts.append(f"{field}: {err.get('msg')}" if field else str(err.get("msg")))

@@ -51,6 +51,14 @@ class GenRequest:
                     top_logprobs_num=self.top_logprobs_num, stream=stream)
 
 
+def make_sampling_params(kwargs: dict[str, Any]) -> SamplingParams:
+    """SamplingParams from request fields; every bad value becomes a 400 naming it."""
+    try:
+        return SamplingParams(**kwargs)
+    except TypeError as exc:  # e.g. `stop: 5` fails inside normalization, before validation
+        raise APIError(400, f"invalid sampling parameters: {exc}") from exc
+
+
 def log_finished(gen: GenRequest, meta: dict[str, Any]) -> None:
     reason = meta["finish_reason"] or {}
     log.info("request finished", extra={"fields": {

@@ -45,11 +45,9 @@ class APIKeyMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads the body up front (bodies are small) and refuses one over the limit with 413.
-
-    The body is then replayed to the app; later `receive` calls go to the server, so the app still
-    sees `http.disconnect` when the client leaves.
-    """
+    """Refuses a body over the limit with 413 in OpenAI's error format (FastAPI's own limit answers
+    in plain text). Reads the body up front, bodies being small, then replays it to the app; later
+    `receive` calls go to the server, so the app still sees `http.disconnect` when the client leaves."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -57,8 +55,8 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(send)
         chunks, size, more = [], 0, True
         while more:

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from radixgen.runtime.sampling_params import SamplingParams
 
 from .errors import APIError, error_response
-from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, run_to_completion, sse
+from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, make_sampling_params, run_to_completion, sse
 from .state import ServerState, get_state
 
 log = logging.getLogger("radixgen.server")
@@ -54,7 +54,7 @@ def make_params(given: dict[str, Any] | None) -> SamplingParams:
     """Keys set to null are dropped first: SGLang's own frontend sends some (e.g. `stop_regex: null`),
     and null means "the default" for every parameter anyway. Anything else goes to SamplingParams,
     which refuses (400) unknown names and out-of-range values."""
-    return SamplingParams(**{k: v for k, v in (given or {}).items() if v is not None})
+    return make_sampling_params({k: v for k, v in (given or {}).items() if v is not None})
 
 
 def to_gen_request(body: GenerateRequest) -> tuple[GenRequest, bool]:

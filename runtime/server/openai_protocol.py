@@ -104,13 +104,6 @@ def response_format_kwargs(fmt: ResponseFormat | None) -> dict[str, Any]:
     return {"json_schema": json.dumps(schema)}
 
 
-def build_params(kwargs: dict[str, Any]) -> SamplingParams:
-    try:
-        return SamplingParams(**kwargs)
-    except TypeError as exc:  # e.g. `stop: 5` fails inside normalization rather than validation
-        raise APIError(400, f"invalid sampling parameters: {exc}") from exc
-
-
 # ---- responses ----
 def finish_reason(meta: dict[str, Any]) -> str | None:
     reason = meta["finish_reason"]

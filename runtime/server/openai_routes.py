@@ -12,7 +12,7 @@ from jinja2 import TemplateError
 
 from . import openai_protocol as proto
 from .errors import APIError, json_error_event
-from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, run_to_completion, sse
+from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, make_sampling_params, run_to_completion, sse
 from .state import ServerState, get_state
 
 log = logging.getLogger("radixgen.server")
@@ -156,7 +156,7 @@ def _chat_piece(chunk: Any) -> dict[str, Any] | None:
 def _call(state: ServerState, body: proto.CommonRequest, kwargs: dict[str, Any], single: bool, num: int,
           kind: str, prefix: str, text: Any, ids: Any) -> Call:
     """`single`: one prompt given as such (not a list of one), which the engine answers unlisted."""
-    params = proto.build_params(kwargs)
+    params = make_sampling_params(kwargs)
     base = uuid.uuid4().hex
     rids = [base] if single else [f"{base}-{i}" for i in range(num)]
     gen = GenRequest(text, ids, [params] * num, rids, route=f"/v1/{kind}")

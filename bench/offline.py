@@ -1,0 +1,108 @@
+"""The seed workload: chat requests (system "You are a helpful assistant. Respond in two sentences." +
+a distinct short question), greedy, max_new_tokens=128. transformers' batched generate (left padding,
+one batch per 64 requests, same weights / dtype / threads) against radixgen, in one run.
+
+    python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf]
+
+Prints a table and writes bench/results/offline.{json,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import radixgen
+from radixgen.cli import seed_messages
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run_hf(model_dir: str, dtype: torch.dtype, convs: list, tokenizer, max_new: int) -> tuple[float, int]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    tokenizer.padding_side = "left"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+    start, tokens = time.perf_counter(), 0
+    for i in range(0, len(texts), 64):
+        batch = tokenizer(texts[i: i + 64], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, pad_token_id=pad)
+        new = out[:, batch["input_ids"].shape[1]:]
+        # count each row's tokens up to and including its first EOS, as radixgen reports them
+        for row in new.tolist():
+            tokens += next((k + 1 for k, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
+    return time.perf_counter() - start, tokens
+
+
+def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[float, int]:
+    params = {"temperature": 0, "max_new_tokens": max_new}
+    start = time.perf_counter()
+    outs = engine.chat(convs, params)
+    return time.perf_counter() - start, sum(o["meta_info"]["completion_tokens"] for o in outs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--sizes", default="4,8,16,32,64,256")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--skip-hf", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    torch.set_num_threads(os.cpu_count() or 1)
+    engine = radixgen.Engine(dtype=args.dtype)
+    engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
+    dtype = engine.core.runner.dtype
+    rows = []
+    for n in sizes:
+        convs = seed_messages(n)
+        engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
+        rg_s, rg_tok = run_radixgen(engine, convs, args.max_new_tokens)
+        hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else run_hf(engine.model_path, dtype, convs,
+                                                                      engine.tokenizer, args.max_new_tokens)
+        rows.append({"requests": n, "hf_s": hf_s, "hf_tok": hf_tok, "rg_s": rg_s, "rg_tok": rg_tok,
+                     "hf_tok_s": hf_tok / hf_s if hf_tok else float("nan"), "rg_tok_s": rg_tok / rg_s,
+                     "speedup": hf_s / rg_s})
+        r = rows[-1]
+        print(f"{n:>5} reqs  HF {hf_s:7.2f} s {r['hf_tok_s']:7.1f} tok/s | radixgen {rg_s:7.2f} s "
+              f"{r['rg_tok_s']:7.1f} tok/s | x{r['speedup']:.2f}", flush=True)
+    engine.shutdown()
+    print(f"\nseed workload, {dtype}, greedy, max_new_tokens={args.max_new_tokens}, {torch.get_num_threads()} threads")
+    print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['requests']} | {r['hf_s']:.2f} | {r['hf_tok_s']:.1f} | {r['rg_s']:.2f} | {r['rg_tok_s']:.1f} | "
+              f"{r['speedup']:.2f}x |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "offline.json").write_text(json.dumps({"dtype": str(dtype), "rows": rows}, indent=2))
+    plot(rows, str(dtype))
+
+
+def plot(rows: list[dict], dtype: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r["requests"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(n, [r["rg_tok_s"] for r in rows], "o-", label="radixgen")
+    ax.plot(n, [r["hf_tok_s"] for r in rows], "s--", label="transformers generate")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent chat requests")
+    ax.set_ylabel("generated tokens / s")
+    ax.set_title(f"seed workload, {dtype}, greedy, 128 new tokens")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "offline.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Prefix reuse: radix cache on vs off vs transformers, on three workloads, in one run.
+
+  1. few-shot: one ~1,000-token instruction/examples prefix + 128 different questions, 32 new tokens;
+  2. multi-turn chat: 16 conversations x 5 turns, each turn resending the whole history;
+  3. fork: one long context, 8 branches each asking a different question.
+
+Reports prefill tokens computed, cache hit rate against the best possible (each prompt's longest
+common prefix with any earlier request's prompt + output, less the one token that must be computed),
+tokens/s and the speed-up. Writes bench/results/prefix_reuse.{json,png}.
+
+    python bench/prefix_reuse.py [--dtype bfloat16] [--skip-hf]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import radixgen
+
+RESULTS = Path(__file__).parent / "results"
+Run = Callable[[list[list[int]], int], list[list[int]]]  # (prompts, max_new) -> outputs
+
+
+def few_shot(tok) -> list[list[list[int]]]:
+    lines = ["You are a careful arithmetic tutor. Answer each question with the number only."]
+    for i in range(60):
+        lines.append(f"Q: What is {i * 7 % 50} plus {i * 13 % 40}?\nA: {i * 7 % 50 + i * 13 % 40}")
+    prefix = "\n".join(lines) + "\n"
+    return [[tok.encode(prefix + f"Q: What is {q} plus {q * 3 % 17}?\nA:") for q in range(128)]]
+
+
+def fork(tok) -> list[list[list[int]]]:
+    story = " ".join(f"On day {d}, the explorer crossed river number {d * 3} and counted {d * 11} birds."
+                     for d in range(1, 45))
+    asks = ["How many rivers?", "Who is the story about?", "What did the explorer count?", "Summarize it.",
+            "What happened on day 5?", "Was it dangerous?", "Give it a title.", "What came last?"]
+    return [[tok.encode(f"{story}\nQuestion: {a}\nAnswer:") for a in asks]]
+
+
+def multi_turn(tok, run: Run, max_new: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Turn by turn (each turn needs the previous answer); returns all prompts and outputs in order."""
+    topics = ["volcanoes", "bees", "chess", "rain", "the moon", "jazz", "trains", "salt", "glass", "owls",
+              "tides", "paper", "bread", "maps", "clocks", "snow"]
+    follow = ["Tell me about {t}.", "Tell me more.", "Why does that matter?", "Give an example.", "Summarize."]
+    convs = [[{"role": "system", "content": "You are a helpful assistant."}] for _ in topics]
+    prompts, outputs = [], []
+    for turn in range(5):
+        for c, t in zip(convs, topics):
+            c.append({"role": "user", "content": follow[turn].format(t=t)})
+        ids = [tok.encode(tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                          add_special_tokens=False) for c in convs]
+        outs = run(ids, max_new)
+        for c, o in zip(convs, outs):
+            c.append({"role": "assistant", "content": tok.decode(o, skip_special_tokens=True)})
+        prompts += ids
+        outputs += outs
+    return prompts, outputs
+
+
+def best_hits(prompts: list[list[int]], outputs: list[list[int]]) -> int:
+    """Sum over requests of the longest common prefix with an earlier request's prompt + output."""
+    best, seen = 0, []
+    for p, o in zip(prompts, outputs):
+        lcp = 0
+        for s in seen:
+            n = min(len(p), len(s))
+            k = next((i for i in range(n) if p[i] != s[i]), n)
+            lcp = max(lcp, k)
+        best += min(lcp, len(p) - 1)
+        seen.append(p + o)
+    return best
+
+
+def radix_runner(engine: radixgen.Engine, sink: dict) -> Run:
+    def run(prompts: list[list[int]], max_new: int) -> list[list[int]]:
+        outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0, "max_new_tokens": max_new})
+        sink["cached"] += sum(o["meta_info"]["cached_tokens"] for o in outs)
+        sink["tokens"] += sum(o["meta_info"]["completion_tokens"] for o in outs)
+        return [o["output_ids"] for o in outs]
+    return run
+
+
+def hf_runner(model_dir: str, dtype: torch.dtype, tok, sink: dict) -> Run:
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+
+    def run(prompts: list[list[int]], max_new: int) -> list[list[int]]:
+        outs = []
+        for i in range(0, len(prompts), 64):
+            chunk = prompts[i: i + 64]
+            width = max(map(len, chunk))
+            ids = torch.tensor([[tok.eos_token_id] * (width - len(p)) + p for p in chunk])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+            with torch.inference_mode():
+                gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                                     pad_token_id=tok.eos_token_id)
+            for row in gen[:, width:].tolist():
+                end = next((k + 1 for k, t in enumerate(row) if t == tok.eos_token_id), len(row))
+                outs.append(row[:end])
+        sink["tokens"] += sum(map(len, outs))
+        return outs
+    return run
+
+
+def measure(name: str, workload: str, run: Run, sink: dict, tok, engine: radixgen.Engine | None) -> dict:
+    if engine is not None:
+        engine.flush_cache()
+        before = engine.get_stats()["prefill_tokens_computed"]
+    start = time.perf_counter()
+    if workload == "multi-turn":
+        prompts, outputs = multi_turn(tok, run, 32)
+    else:
+        prompts = (few_shot if workload == "few-shot" else fork)(tok)[0]
+        outputs = run(prompts, 32)
+    elapsed = time.perf_counter() - start
+    total = sum(map(len, prompts))
+    computed = engine.get_stats()["prefill_tokens_computed"] - before if engine else total
+    best = best_hits(prompts, outputs)
+    return {"system": name, "workload": workload, "seconds": elapsed, "prompt_tokens": total,
+            "prefill_computed": computed, "cached": sink["cached"], "best_cached": best,
+            "hit_vs_best": sink["cached"] / best if best else float("nan"), "tok_s": sink["tokens"] / elapsed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--skip-hf", action="store_true")
+    args = ap.parse_args()
+    on = radixgen.Engine(dtype=args.dtype)
+    off = radixgen.Engine(dtype=args.dtype, disable_radix_cache=True)
+    tok = on.tokenizer
+    rows = []
+    for workload in ("few-shot", "multi-turn", "fork"):
+        systems = [("radix on", on), ("radix off", off)] + ([] if args.skip_hf else [("transformers", None)])
+        for name, engine in systems:
+            sink = {"cached": 0, "tokens": 0}
+            run = radix_runner(engine, sink) if engine else hf_runner(on.model_path, on.core.runner.dtype, tok, sink)
+            rows.append(measure(name, workload, run, sink, tok, engine))
+            r = rows[-1]
+            print(f"{workload:>10} {name:>12}: {r['seconds']:7.2f} s, prefill computed {r['prefill_computed']:>7}"
+                  f" of {r['prompt_tokens']:>7}, hit/best {r['hit_vs_best']:.3f}, {r['tok_s']:.1f} tok/s", flush=True)
+    on.shutdown()
+    off.shutdown()
+    print("\n| workload | system | seconds | prefill tokens computed | prompt tokens | cached / best possible "
+          "| tokens/s | speed-up vs radix off |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        base = next(x for x in rows if x["workload"] == r["workload"] and x["system"] == "radix off")
+        print(f"| {r['workload']} | {r['system']} | {r['seconds']:.2f} | {r['prefill_computed']} | {r['prompt_tokens']} "
+              f"| {r['hit_vs_best']:.3f} | {r['tok_s']:.1f} | {base['seconds'] / r['seconds']:.2f}x |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "prefix_reuse.json").write_text(json.dumps(rows, indent=2))
+    plot(rows)
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(systems)
+    for k, s in enumerate(systems):
+        vals = [next((r["seconds"] for r in rows if r["workload"] == w and r["system"] == s), 0) for w in workloads]
+        ax.bar([i + k * width for i in range(len(workloads))], vals, width, label=s)
+    ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(workloads))], workloads)
+    ax.set_ylabel("seconds (lower is better)")
+    ax.set_title("prefix reuse: radix cache on vs off vs transformers")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "prefix_reuse.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
