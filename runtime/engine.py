@@ -37,10 +37,11 @@ class Engine:
 
     # ---- the engine thread ----
     def _loop(self) -> None:
+        idle = True
         while not self._stopped.is_set():
-            self._drain(block=not self.core.has_work)
+            self._drain(block=idle)
             try:
-                self.core.step()
+                idle = not self.core.step()  # also idle while work waits on a grammar compile
             except Exception as exc:  # a bug must not kill the server: fail the batch, keep serving
                 log.exception("engine step failed")
                 self.core.fail_all(f"internal error: {type(exc).__name__}: {exc}")
@@ -154,7 +155,7 @@ class Engine:
         for i, item, single in self._completed(*args):
             results[i] = item
         ordered = [results[i] for i in range(len(results))]
-        return ordered[0] if single else ordered
+        return _single_or_raise(ordered[0]) if single else ordered
 
     def as_completed(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
                      return_logprob: bool = False, logprob_start_len: int | None = None,
@@ -212,7 +213,7 @@ class Engine:
             if item["meta_info"]["finish_reason"] is not None:
                 results[item["meta_info"]["id"]] = item
         ordered = [results[r.rid] for r in reqs]
-        return ordered[0] if single else ordered
+        return _single_or_raise(ordered[0]) if single else ordered
 
     async def _astream(self, reqs: list[Req], out: asyncio.Queue) -> AsyncIterator[dict]:
         left = {r.rid for r in reqs}
@@ -274,6 +275,15 @@ class Engine:
     def __del__(self) -> None:
         if getattr(self, "_thread", None) is not None and not self._stopped.is_set():
             self._stopped.set()
+
+
+def _single_or_raise(out: dict) -> dict:
+    """A lone request refused for its input (e.g. an unsupported schema) raises instead of returning
+    an abort; in a batch the abort is that request's output and the others run."""
+    reason = out["meta_info"]["finish_reason"] or {}
+    if reason.get("type") == "abort" and reason.get("status_code") == 400:
+        raise ValueError(reason["message"])
+    return out
 
 
 def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:

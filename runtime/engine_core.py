@@ -12,6 +12,7 @@ import torch
 from radixgen.radix import NoPrefixCache, PrefixCache
 
 from .config import EngineConfig
+from .constraint import Constraints
 from .detokenizer import IncrementalDetokenizer
 from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
@@ -41,6 +42,7 @@ class EngineCore:
         self.scheduler = Scheduler(config, self.kv)
         self.generator = torch.Generator().manual_seed(config.random_seed)
         self.eos_ids = self._eos_ids()
+        self.constraints = Constraints(self.tokenizer, config)
         self.reqs: dict[str, Req] = {}
         self.stats = {"prompt_tokens": 0, "cached_tokens": 0, "generation_tokens": 0, "forwards": 0,
                       "prefill_tokens_computed": 0, "retractions": 0}
@@ -71,6 +73,8 @@ class EngineCore:
         if req.stream or req.params.stop:
             p = req.params
             req.detok = IncrementalDetokenizer(self.tokenizer, p.skip_special_tokens, p.spaces_between_special_tokens)
+        if req.params.grammar is not None:
+            self.constraints.submit(req)
         self.reqs[req.rid] = req
         self.scheduler.waiting.append(req)
         self.stats["prompt_tokens"] += n
@@ -89,6 +93,7 @@ class EngineCore:
     # ---- the loop ----
     def step(self) -> bool:
         """One forward (or none if idle). Returns whether any work was done."""
+        self._resolve_grammars()
         batch = self.scheduler.schedule()
         for req in self.scheduler.rejected:
             self._emit(req)
@@ -102,6 +107,14 @@ class EngineCore:
         self._process(batch, logits)
         return True
 
+    def _resolve_grammars(self) -> None:
+        for req in [r for r in self.scheduler.waiting if r.grammar_future is not None and r.grammar_future.done()]:
+            error = self.constraints.resolve(req)
+            if error is not None:  # this request alone ends; a single-request caller gets a ValueError
+                self.scheduler.remove(req)
+                req.finish = {"type": "abort", "message": error, "status_code": 400}
+                self._emit(req)
+
     def _process(self, batch: ScheduledBatch, logits: torch.Tensor) -> None:
         for req, lp in zip(batch.reqs, batch.prompt_lp):
             if lp is not None:
@@ -111,6 +124,7 @@ class EngineCore:
             reqs = [batch.reqs[i] for i in idx]
             raw = logits[torch.tensor([batch.sample_at[i] for i in idx])]
             work = raw.clone()
+            self.constraints.apply_masks(work, reqs)
             apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
             tokens = sample(work, reqs, self.generator)
             lps, tops = None, None
@@ -127,10 +141,13 @@ class EngineCore:
             if req.is_finished:
                 self.scheduler.remove(req)
                 self._emit(req)
-            elif not batch.is_decode:
+                continue
+            if not batch.is_decode:
                 self.kv.cache_prefix(req)
-                if self.scheduler.chunked is not req:
-                    self.scheduler.running.append(req)
+            if self.scheduler.chunked is req:
+                continue
+            jumped = req.seq_len - req.kv_len > 1  # jump-forward appended tokens: they need an extend
+            self.scheduler.place(req, extend=jumped)
 
     def _prompt_logprobs(self, req: Req, logits: torch.Tensor, at: int, pos: int, count: int) -> None:
         if not req.input_logprobs and req.params.logprob_start_len == 0:
@@ -155,6 +172,8 @@ class EngineCore:
             req.text += req.detok.step(req.output_ids)
         if tok in p.stop_token_ids or (not p.ignore_eos and tok in self.eos_ids):
             return self._finish(req, {"type": "stop", "matched": tok})
+        if req.grammar is not None and self._advance_grammar(req, tok):
+            return
         if p.stop and self._match_stop_string(req):
             return
         if len(req.output_ids) >= p.max_new_tokens:
@@ -163,6 +182,26 @@ class EngineCore:
             return self._finish(req, {"type": "length", "length": len(req.output_ids)})
         if req.sink is not None and req.stream:
             req.sink(req)
+
+    def _advance_grammar(self, req: Req, tok: int) -> bool:
+        """Move the matcher; jump forward over forced text. True if the request finished."""
+        if not req.grammar.advance(tok):  # only reachable when the mask was bypassed (penalties can't)
+            self._finish(req, {"type": "abort", "message": f"token {tok} violates the grammar"})
+            return True
+        if req.grammar.is_finished():  # complete, and nothing may follow: end as if EOS came
+            self._finish(req, {"type": "stop", "matched": None})
+            return True
+        forced = self.constraints.forced_tokens(req)
+        if forced:
+            req.output_ids.extend(forced)
+            req.num_forced += len(forced)
+            self.stats["generation_tokens"] += len(forced)
+            if req.detok is not None:
+                req.text += req.detok.step(req.output_ids)
+            if req.grammar.is_finished():
+                self._finish(req, {"type": "stop", "matched": None})
+                return True
+        return False
 
     def _match_stop_string(self, req: Req) -> bool:
         window = max(len(s) for s in req.params.stop) + 16

@@ -37,6 +37,8 @@ class Req:
     input_top: list[list[TokenLogprob]] = field(default_factory=list)
     generator: torch.Generator | None = None
     grammar: Any = None        # constrained.GrammarMatcher, when the request has a constraint
+    grammar_future: Any = None  # Future[CompiledGrammar] while the grammar compiles
+    num_forced: int = 0        # output tokens appended by jump-forward, not sampled
     detok: Any = None          # IncrementalDetokenizer, when streaming or matching stop strings
     arrival: float = field(default_factory=time.perf_counter)
     first_token_time: float | None = None

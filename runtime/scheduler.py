@@ -128,15 +128,27 @@ class Scheduler:
         self.waiting.insert(0, req)
         self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
 
+    def place(self, req: Req, extend: bool) -> None:
+        """After a forward: keep decoding `req`, or (extend=True: it has several new tokens, e.g. from
+        jump-forward) send it to the front of the queue, keeping its KV, to be extended by a prefill."""
+        in_running = req in self.running
+        if extend:
+            if in_running:
+                self.running.remove(req)
+            self.waiting.insert(0, req)
+        elif not in_running:
+            self.running.append(req)
+
     def _future_tokens(self, req: Req) -> int:
         left = req.params.max_new_tokens - len(req.output_ids)
         return int(min(left, DECODE_RESERVE_CLIP) * self.new_token_ratio)
 
     def _ordered_waiting(self) -> list[Req]:
-        if self.config.schedule_policy == "fcfs" or not self.kv.cache.shares or len(self.waiting) > LPM_MAX_QUEUE:
-            return list(self.waiting)
-        hit = {id(r): self.kv.cache.match_prefix(r.token_ids(0, r.max_cached_len)).length for r in self.waiting}
-        return sorted(self.waiting, key=lambda r: -hit[id(r)])  # stable: ties keep arrival order
+        ready = [r for r in self.waiting if r.grammar_future is None]  # grammars still compiling wait
+        if self.config.schedule_policy == "fcfs" or not self.kv.cache.shares or len(ready) > LPM_MAX_QUEUE:
+            return ready
+        hit = {id(r): self.kv.cache.match_prefix(r.token_ids(0, r.max_cached_len)).length for r in ready}
+        return sorted(ready, key=lambda r: -hit[id(r)])  # stable: ties keep arrival order
 
     def _drop_waiting(self, req: Req) -> None:
         if req in self.waiting:

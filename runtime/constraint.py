@@ -1,0 +1,75 @@
+"""Grammar constraints inside the engine: compile off the loop, mask logits, advance, jump forward.
+
+Grammars compile on the compiler's worker threads; a waiting request is not admitted until its
+grammar is ready, so one slow schema never stalls the others. A spec that is refused ends that
+request alone with an abort naming the problem (status 400).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from radixgen.constrained import GrammarCompiler, apply_bitmask, make_bitmask
+
+from .config import EngineConfig
+from .request import Req
+
+log = logging.getLogger("radixgen")
+
+
+class Constraints:
+    def __init__(self, tokenizer: Any, config: EngineConfig):
+        self.tokenizer, self.config = tokenizer, config
+        self._compiler: GrammarCompiler | None = None  # built on first use: the vocabulary scan costs
+
+    @property
+    def compiler(self) -> GrammarCompiler:
+        if self._compiler is None:
+            self._compiler = GrammarCompiler(self.tokenizer, self.config.grammar_cache_size,
+                                             self.config.grammar_compile_timeout_s)
+        return self._compiler
+
+    def submit(self, req: Req) -> None:
+        kind, spec = req.params.grammar
+        req.grammar_future = self.compiler.submit(kind, spec)
+
+    def resolve(self, req: Req) -> str | None:
+        """For a request whose compile finished: attach its matcher; returns an error message instead
+        if the spec was refused."""
+        future, req.grammar_future = req.grammar_future, None
+        try:
+            req.grammar = future.result().new_matcher()
+        except ValueError as exc:
+            return f"invalid {req.params.grammar[0]}: {exc}"
+        return None
+
+    @staticmethod
+    def apply_masks(logits: torch.Tensor, reqs: list[Req]) -> None:
+        """logits: float32 [B, V]; masks the rows of constrained requests in one tensor operation."""
+        rows = [i for i, r in enumerate(reqs) if r.grammar is not None]
+        if not rows:
+            return
+        bitmask = make_bitmask(len(rows), logits.shape[-1])
+        for j, i in enumerate(rows):
+            reqs[i].grammar.fill_bitmask(bitmask, j)
+        index = torch.tensor(rows)
+        sub = logits.index_select(0, index)
+        apply_bitmask(sub, bitmask)
+        logits.index_copy_(0, index, sub)
+
+    def forced_tokens(self, req: Req) -> list[int]:
+        """Jump-forward: the tokens of the text the grammar forces from here, already accepted by the
+        matcher (empty if nothing is forced or the jump would break a limit). Tokenized on its own:
+        the characters are exactly the forced text, whatever BPE would have merged across the seam."""
+        if not self.config.enable_jump_forward or req.params.return_logprob:
+            return []
+        text = req.grammar.forced_string()
+        if not text:
+            return []
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        room = req.params.max_new_tokens - len(req.output_ids) - 1  # leave a step for the model
+        if not ids or len(ids) > room or not req.grammar.advance_tokens(ids):
+            return []
+        return ids
