@@ -202,11 +202,7 @@ class ProgramState:
         self.sync()
         return self._meta.get(name)
 
-    def __getitem__(self, name: str) -> Any:
-        return self.get_var(name)
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        self.set_var(name, value)
+    __getitem__, __setitem__ = get_var, set_var
 
     def __contains__(self, name: str) -> bool:
         self.sync()

@@ -56,7 +56,7 @@ def make_sampling_params(kwargs: dict[str, Any]) -> SamplingParams:
     try:
         return SamplingParams(**kwargs)
     except TypeError as exc:  # e.g. `stop: 5` fails inside normalization, before validation
-        raise APIError(400, f"invalid sampling parameters: {exc}") from exc
+        raise APIError(400, f"invalid sampling parameters {sorted(kwargs)}: {exc}") from exc
 
 
 def log_finished(gen: GenRequest, meta: dict[str, Any]) -> None:
@@ -87,6 +87,7 @@ async def run_to_completion(engine: Engine, metrics: ServerMetrics, http_request
         if not task.done():
             task.cancel()
             abort_all(engine, gen.expanded_rids)
+            metrics.finished.labels(reason="abort").inc(len(gen.expanded_rids))
     results = out if isinstance(out, list) else [out]
     for item in results:
         metrics.observe_finished(item["meta_info"])
@@ -145,6 +146,7 @@ class Stream:
         """Ends the engine side: aborts what still runs (client gone, task cancelled, shutdown)."""
         if self.unfinished:
             abort_all(self.engine, sorted(self.unfinished))
+            self.metrics.finished.labels(reason="abort").inc(len(self.unfinished))
             log.info("stream closed early", extra={"fields": {"route": self.gen.route,
                                                               "aborted": sorted(self.unfinished)}})
             self.unfinished.clear()

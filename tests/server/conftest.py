@@ -28,6 +28,8 @@ class Server:
     url: str
     proc: subprocess.Popen
     log_path: Path
+    api_key: str | None = None
+    max_body_bytes: int | None = None
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -77,6 +79,7 @@ def stop_server(server: Server, timeout: float = 30.0) -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     srv = start_server(tmp_path_factory.mktemp("server") / "server.log", "--api-key", API_KEY,
                        "--max-body-bytes", str(MAX_BODY_BYTES))
+    srv.api_key, srv.max_body_bytes = API_KEY, MAX_BODY_BYTES
     yield srv
     stop_server(srv)
 

@@ -1,0 +1,70 @@
+"""Grammar-constrained generation through the engine on the bundled model."""
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+import radixgen
+
+SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 20}, "age": {"type": "integer", "minimum": 0},
+    "city": {"type": "string", "maxLength": 20}}, "required": ["name", "age", "city"]}
+ASK = [{"role": "user", "content": "Extract: John is 31 and lives in Paris. Reply in JSON."}]
+
+
+@pytest.fixture(scope="module")
+def engines():
+    with radixgen.Engine(dtype="bfloat16", max_total_tokens=8000) as jf, \
+         radixgen.Engine(dtype="bfloat16", max_total_tokens=8000, enable_jump_forward=False) as plain:
+        yield jf, plain
+
+
+def test_json_schema_output_validates_and_jump_forward_saves_steps(engines):
+    jf, plain = engines
+    outs = {}
+    for name, eng in (("jf", jf), ("plain", plain)):
+        before = eng.get_stats()["forwards"]
+        out = eng.chat(ASK, {"temperature": 0, "max_new_tokens": 64, "json_schema": json.dumps(SCHEMA)})
+        outs[name] = (out, eng.get_stats()["forwards"] - before)
+        jsonschema.validate(json.loads(out["text"]), SCHEMA)
+        assert out["meta_info"]["finish_reason"]["type"] == "stop"
+    assert outs["jf"][1] < outs["plain"][1], "jump-forward should need fewer model steps"
+
+
+def test_regex_choices_and_length_limit(engines):
+    jf, _ = engines
+    out = jf.generate("My phone number is ", {"temperature": 0, "max_new_tokens": 20, "regex": r"\d{3}-\d{4}"})
+    assert re.fullmatch(r"\d{3}-\d{4}", out["text"])
+    pick = jf.generate("The best fruit is", {"temperature": 0, "choices": ["apple pie", "banana", "cherry"]})
+    assert pick["text"] in ("apple pie", "banana", "cherry")
+    cut = jf.generate("Count: ", {"temperature": 0, "max_new_tokens": 3, "regex": r"[0-9]{10}"})
+    assert cut["meta_info"]["finish_reason"] == {"type": "length", "length": 3} and len(cut["output_ids"]) == 3
+
+
+def test_refused_spec_alone_raises_in_batch_aborts_only_itself(engines):
+    jf, _ = engines
+    with pytest.raises(ValueError, match="regex"):
+        jf.generate("x", {"regex": "(unclosed", "max_new_tokens": 4})
+    bad_schema = '{"type": "object", "properties": '  # not JSON at all
+    outs = jf.generate(["x", "y", "z"], [{"regex": "(unclosed", "max_new_tokens": 4},
+                                         {"json_schema": bad_schema, "max_new_tokens": 4},
+                                         {"max_new_tokens": 4, "temperature": 0}])
+    assert outs[0]["meta_info"]["finish_reason"]["type"] == "abort"
+    assert outs[1]["meta_info"]["finish_reason"]["type"] == "abort"
+    assert "json_schema" in outs[1]["meta_info"]["finish_reason"]["message"]
+    assert outs[2]["meta_info"]["finish_reason"]["type"] == "length"
+    s = jf.get_stats()
+    assert s["kv_locked"] == 0 and s["kv_free"] + s["kv_evictable"] == s["kv_capacity"]
+
+
+def test_batch_of_constrained_and_free_requests(engines):
+    jf, _ = engines
+    params = [{"temperature": 0, "max_new_tokens": 48, "json_schema": SCHEMA} if i % 2 else
+              {"temperature": 0, "max_new_tokens": 16} for i in range(8)]
+    outs = jf.chat([ASK] * 8, params)
+    for i, out in enumerate(outs):
+        if i % 2:
+            jsonschema.validate(json.loads(out["text"]), SCHEMA)
