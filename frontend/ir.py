@@ -16,7 +16,8 @@ from .choices import ChoicesSamplingMethod
 # SGLang keywords with no meaning here, accepted so that SGLang programs run unchanged:
 # our outputs always carry token text in their logprobs.
 IGNORED_KEYWORDS = frozenset({"return_text_in_logprobs"})
-SAMPLING_NAMES = frozenset(f.name for f in fields(SamplingParams)) | set(ALIASES) | {"logprobs", "prompt_logprobs"}
+SAMPLING_NAMES = (frozenset(f.name for f in fields(SamplingParams)) | set(ALIASES) | IGNORED_KEYWORDS
+                  | {"logprobs", "prompt_logprobs"})
 
 # gen(dtype=...) becomes a regex constraint (SGLang's mapping). Numbers also stop at a space or a
 # newline, so that an engine without constrained decoding still ends them where a human would.

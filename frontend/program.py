@@ -62,7 +62,7 @@ class Program:
         rows = [{**self.bind_arguments, **row} for row in rows]
         if not rows:
             return []
-        extra = set(sampling) - SAMPLING_NAMES - {"return_text_in_logprobs"}
+        extra = set(sampling) - SAMPLING_NAMES
         if extra:
             raise unknown_keyword_error(sorted(extra)[0], self.arg_names)
         chosen = as_backend(backend)
@@ -88,7 +88,7 @@ class Program:
         for key, value in kwargs.items():
             if key in self.arg_names:
                 inputs[key] = value
-            elif key in SAMPLING_NAMES or key == "return_text_in_logprobs":
+            elif key in SAMPLING_NAMES:
                 sampling[key] = value
             else:
                 raise unknown_keyword_error(key, self.arg_names)

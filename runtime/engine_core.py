@@ -153,6 +153,8 @@ class EngineCore:
         if not req.input_logprobs and req.params.logprob_start_len == 0:
             req.input_logprobs.append((None, req.prompt_ids[0]))  # the first token has no prediction
             req.input_top.append([])
+        if count == 0:
+            return
         targets = torch.tensor(req.prompt_ids[pos + 1: pos + 1 + count])
         lps, tops = gather_logprobs(logits[at: at + count], targets, req.params.top_logprobs_num)
         req.input_logprobs.extend(zip(lps, targets.tolist()))

@@ -41,7 +41,8 @@ class ScheduledBatch:
             lp = None
             if req.wants_input_logprobs:  # logits at p predict token p + 1 of the prompt
                 lo, hi = max(s, req.params.logprob_start_len - 1, 0), min(s + n, len(req.prompt_ids) - 1)
-                if hi > lo:
+                if hi > lo or (s == 0 and req.params.logprob_start_len == 0):  # also a 1-token prompt's null entry
+                    hi = max(hi, lo)
                     lp = (len(self.logit_rows), lo, hi - lo)
                     self.logit_rows.extend(range(offset + lo - s, offset + hi - s))
             self.prompt_lp.append(lp)
