@@ -4,6 +4,7 @@ attention shapes (9 query heads, 3 kv heads, head dim 64, bf16 pool). Where CUDA
 kernels are timed on the GPU as well.
 
     python bench/attention.py [--batches 1,16,64] [--lengths 128,160,512,1000,4096] [--page-size 1]
+                              [--threads N]
 
 Decode: each request has `length` tokens of context (its new token's K/V included). Extend: a
 chunked prefill under a 4096-token budget, each request `length` tokens long of which the last
@@ -76,7 +77,7 @@ def run(args) -> list[dict]:
     rows = []
     scale = 1 / math.sqrt(args.head_dim)
     for batch in args.batches:
-        lin = linear_ms(batch, args.layers)
+        lin = args.linear_step_ms or linear_ms(batch, args.layers)
         for length in args.lengths:
             for mode in ("decode", "extend"):
                 q, kp, vp, meta, new = problem(batch, length, mode == "decode", args)
@@ -109,6 +110,7 @@ def print_row(row: dict) -> None:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -119,8 +121,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             x = [r["length"] for r in sel]
             ax.plot(x, [r["cpu_ms"] for r in sel], "o-", color=f"C{i}", label=f"B={batch} C++ kernel")
             ax.plot(x, [r["ref_ms"] for r in sel], "x--", color=f"C{i}", label=f"B={batch} reference")
-        ax.set(xscale="log", yscale="log", xlabel="tokens per request", ylabel="ms per layer",
-               title=f"{mode} attention")
+        lengths = sorted({r["length"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(lengths, [str(n) for n in lengths], rotation=45)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(xlabel="tokens per request", ylabel="ms per layer", title=f"{mode} attention")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -138,7 +144,13 @@ def main() -> None:
     parser.add_argument("--kv-heads", type=int, default=3)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--linear-step-ms", type=float, default=None,
+                        help="a decode step's linear-layer time to set attention beside, instead of "
+                             "timing SmolLM2-shaped F.linear calls here")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch (and kernel) threads; 1 is steadier on a shared machine")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if not cpu.is_available():
         raise SystemExit("the C++ kernel did not build here; nothing to compare")
     title = (f"H={args.heads} KVH={args.kv_heads} D={args.head_dim} bf16, page size {args.page_size}, "

@@ -80,9 +80,9 @@ def load_library() -> ctypes.CDLL | None:
             os.replace(tmp, path)
         lib = ctypes.CDLL(str(path))  # torch is imported first, so OpenMP resolves to torch's libgomp
     except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", "") or str(err)
-        warnings.warn(f"radixgen: CPU attention kernel unavailable, using the torch reference "
-                      f"({detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__})")
+        lines = (getattr(err, "stderr", "") or str(err) or type(err).__name__).strip().splitlines()
+        detail = next((line for line in lines if "error" in line), lines[-1] if lines else "")
+        warnings.warn(f"radixgen: CPU attention kernel unavailable, using the torch reference ({detail})")
         return None
     lib.rg_attention.restype = ctypes.c_int
     lib.rg_attention.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
@@ -166,9 +166,14 @@ def _gather_kv(k_pool: torch.Tensor, v_pool: torch.Tensor,
 def _sdpa_extend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
                  meta: AttnMeta, sm_scale: float) -> torch.Tensor:
     """Long extends: padded queries [B, H, Q, D] against the gathered K/V in one fused SDPA call."""
-    b_idx, i_idx = meta.token_pos
-    qp = q.new_zeros(meta.batch_size, meta.max_extend, *q.shape[1:])  # [B, Q, H, D]
-    qp[b_idx, i_idx] = q
+    b, t = meta.batch_size, q.shape[0]
+    uniform = b * meta.max_extend == t  # every request has max_extend new tokens: no padding
+    if uniform:
+        qp = q.view(b, meta.max_extend, *q.shape[1:])  # [B, Q, H, D]
+    else:
+        b_idx, i_idx = meta.token_pos
+        qp = q.new_zeros(b, meta.max_extend, *q.shape[1:])
+        qp[b_idx, i_idx] = q
     k, v = _gather_kv(k_pool, v_pool, meta)
     if int(meta.prefix_lens.max()) == 0:
         # No prefix: query i sees keys <= i, SDPA's own (top-left) causal mask; padded keys are zero
@@ -178,7 +183,8 @@ def _sdpa_extend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
     else:
         out = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, attn_mask=meta.mask,
                                              scale=sm_scale, enable_gqa=True)
-    return out.transpose(1, 2)[b_idx, i_idx]  # [T, H, D]
+    out = out.transpose(1, 2)  # [B, Q, H, D]
+    return out.reshape(t, *q.shape[1:]) if uniform else out[b_idx, i_idx]  # [T, H, D]
 
 
 def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,

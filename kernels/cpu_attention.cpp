@@ -64,11 +64,36 @@ struct Args {
   bool q_is_bf16;  // q's fp32 values are exact bf16 (a bf16 model): enables the vdpbf16ps kernel
 };
 
+// What one task computes: the g query heads of kv head kvh for the tile's tokens. Row r is (new
+// token r / g of the tile, query head kvh * g + r % g) and sees keys 0 ..= last0 + r / g (causal).
+// Keys are visited from lo to hi (one split of the keys the tile's last token sees).
+struct Task {
+  int64_t g, rows, head0, tok0, last0, lo, hi;  // last0: the tile's first token's last key
+  const int32_t* slots;                         // the request's req_to_slot row
+  int64_t limit(int64_t r) const { return last0 + r / g; }
+  const float* q_row(const Args& a, int64_t r) const {
+    return a.q + ((tok0 + r / g) * a.H + head0 + r % g) * a.D;
+  }
+};
+
+inline Task make_task(const Args& a, const Tile& tile, int64_t kvh, int64_t split, int block) {
+  Task t;
+  t.g = a.H / a.KVH; t.rows = tile.count * t.g; t.head0 = kvh * t.g;
+  t.tok0 = a.extend_start[tile.b] + tile.first;
+  t.last0 = a.prefix_lens[tile.b] + tile.first;
+  t.slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
+  const int64_t key_end = t.last0 + tile.count;
+  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + block - 1) / block * block;
+  t.lo = split * chunk; t.hi = std::min(key_end, t.lo + chunk);
+  return t;
+}
+
 // Stores the finished rows of a task: normalised into out, or as (max, sum, acc) partials to merge.
-void write_rows(const Args& a, int64_t tok0, int64_t kvh, int64_t g, int64_t rows, int64_t split,
-                int64_t D, const float* m, const float* l, const float* acc, int64_t acc_stride) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t row = (tok0 + r / g) * a.H + kvh * g + r % g;  // flat (token, head)
+void write_rows(const Args& a, const Task& t, int64_t split, const float* m, const float* l,
+                const float* acc, int64_t acc_stride) {
+  const int64_t D = a.D;
+  for (int64_t r = 0; r < t.rows; ++r) {
+    const int64_t row = (t.tok0 + r / t.g) * a.H + t.head0 + r % t.g;  // flat (token, head)
     const float* src = acc + r * acc_stride;
     if (a.splits == 1) {
       const float inv = 1.f / l[r];
@@ -81,28 +106,23 @@ void write_rows(const Args& a, int64_t tok0, int64_t kvh, int64_t g, int64_t row
   }
 }
 
-// Runs one task (portable loops; see cpu_attention_avx512.h for the AVX-512 one). Row r of the
-// task is (token r / g of the tile, query head kvh * g + r % g) and sees keys 0 ..= limit[r].
+// Runs one task (portable loops; cpu_attention_avx512.h has the AVX-512 ones).
 // DT > 0 fixes the head dim at compile time so the inner loops unroll.
 template <typename T, int DT>
 void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   const int D = DT > 0 ? DT : int(a.D);
-  const int64_t g = a.H / a.KVH, rows = tile.count * g;
-  const int64_t prefix = a.prefix_lens[tile.b];
-  const int64_t tok0 = a.extend_start[tile.b] + tile.first;  // flat row of the tile's first token
-  const int32_t* slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
-  const int64_t key_end = prefix + tile.first + tile.count;  // keys of this split: lo .. hi-1
-  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + KB - 1) / KB * KB;
-  const int64_t lo = split * chunk, hi = std::min(key_end, lo + chunk);
+  const Task task = make_task(a, tile, kvh, split, KB);
+  const int64_t rows = task.rows, lo = task.lo, hi = task.hi;
+  const int32_t* slots = task.slots;
 
   alignas(64) float qs[MAX_ROWS][MAX_D], acc[MAX_ROWS][MAX_D], s[MAX_ROWS][KB];
   alignas(64) float kbuf[KB][MAX_D], vbuf[KB][MAX_D];  // the block's keys and values in fp32
   float m[MAX_ROWS], l[MAX_ROWS];
   int64_t limit[MAX_ROWS];
   for (int64_t r = 0; r < rows; ++r) {
-    const float* src = a.q + ((tok0 + r / g) * a.H + kvh * g + r % g) * D;
+    const float* src = task.q_row(a, r);
     for (int d = 0; d < D; ++d) { qs[r][d] = src[d] * a.sm_scale; acc[r][d] = 0.f; }
-    m[r] = -INFINITY; l[r] = 0.f; limit[r] = prefix + tile.first + r / g;
+    m[r] = -INFINITY; l[r] = 0.f; limit[r] = task.limit(r);
   }
   const T* kbase = static_cast<const T*>(a.k_pool) + kvh * a.head_stride;
   const T* vbase = static_cast<const T*>(a.v_pool) + kvh * a.head_stride;
@@ -137,7 +157,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       }
     }
   }
-  write_rows(a, tok0, kvh, g, rows, split, D, m, l, &acc[0][0], MAX_D);
+  write_rows(a, task, split, m, l, &acc[0][0], MAX_D);
 }
 
 // Merges the key splits of one (token, head): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.

@@ -57,22 +57,18 @@ inline const float* row_f32(const uint16_t* src, float* dst) {          // bf16 
 template <typename T, int NV>
 void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   constexpr int D = 16 * NV;
-  const int64_t g = a.H / a.KVH, rows = tile.count * g;
-  const int64_t prefix = a.prefix_lens[tile.b];
-  const int64_t tok0 = a.extend_start[tile.b] + tile.first;
-  const int32_t* slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
-  const int64_t key_end = prefix + tile.first + tile.count;
-  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + KB16 - 1) / KB16 * KB16;
-  const int64_t lo = split * chunk, hi = std::min(key_end, lo + chunk);
+  const Task task = make_task(a, tile, kvh, split, KB16);
+  const int64_t rows = task.rows, lo = task.lo, hi = task.hi;
+  const int32_t* slots = task.slots;
 
   alignas(64) float qs[MAX_ROWS][D], acc[MAX_ROWS][D];  // scaled queries; unnormalised outputs
   alignas(64) float kbuf[KB16][D], vbuf[KB16][D], zero[D] = {}, p[KB16];
   float m[MAX_ROWS], l[MAX_ROWS];
   int64_t limit[MAX_ROWS];  // last key each row sees (causal over the new tokens)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* src = a.q + ((tok0 + r / g) * a.H + kvh * g + r % g) * D;
+    const float* src = task.q_row(a, r);
     for (int d = 0; d < D; ++d) { qs[r][d] = src[d] * a.sm_scale; acc[r][d] = 0.f; }
-    m[r] = -INFINITY; l[r] = 0.f; limit[r] = prefix + tile.first + r / g;
+    m[r] = -INFINITY; l[r] = 0.f; limit[r] = task.limit(r);
   }
   const T* kbase = static_cast<const T*>(a.k_pool) + kvh * a.head_stride;
   const T* vbase = static_cast<const T*>(a.v_pool) + kvh * a.head_stride;
@@ -102,7 +98,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       const __mmask16 valid = visible >= KB16 ? __mmask16(0xFFFF) : __mmask16((1u << visible) - 1);
       const __m512 s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), transpose_sum(part));
       const float mx = std::max(m[r], _mm512_mask_reduce_max_ps(valid, s));
-      const float alpha = std::exp(m[r] - mx);  // 0 on the first block (m = -inf)
+      const float alpha = ::exp_nonpos(m[r] - mx);  // 0 on the first block (m = -inf)
       const __m512 e = exp_nonpos(_mm512_sub_ps(s, _mm512_set1_ps(mx)));
       l[r] = l[r] * alpha + _mm512_reduce_add_ps(e);
       m[r] = mx;
@@ -116,7 +112,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       for (int j = 0; j < NV; ++j) _mm512_store_ps(acc[r] + 16 * j, o[j]);
     }
   }
-  write_rows(a, tok0, kvh, g, rows, split, D, m, l, &acc[0][0], D);
+  write_rows(a, task, split, m, l, &acc[0][0], D);
 }
 
 }  // namespace avx512
@@ -133,33 +129,27 @@ using avx512::KB16;
 template <int NK>
 void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   constexpr int D = 32 * NK;
-  const int64_t g = a.H / a.KVH, rows = tile.count * g;
-  const int64_t prefix = a.prefix_lens[tile.b];
-  const int64_t tok0 = a.extend_start[tile.b] + tile.first;
-  const int32_t* slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
-  const int64_t key_end = prefix + tile.first + tile.count;
-  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + KB16 - 1) / KB16 * KB16;
-  const int64_t lo = split * chunk, hi = std::min(key_end, lo + chunk);
+  const Task task = make_task(a, tile, kvh, split, KB16);
+  const int64_t rows = task.rows, lo = task.lo, hi = task.hi;
+  const int32_t* slots = task.slots;
 
-  // acc[r] holds D fp32 outputs in vpair order (see below), unpermuted when written
-  alignas(64) float acc[MAX_ROWS][D];
+  alignas(64) float acc[MAX_ROWS][D];            // unnormalised outputs, in vpair order (below)
   alignas(64) uint16_t qs[MAX_ROWS][D], zero[D] = {};
   alignas(64) __m512i vpair[KB16 / 2][2 * NK];  // V of keys 2i, 2i+1 interleaved per d
-  alignas(64) uint32_t pw[MAX_ROWS][KB16 / 2];  // softmax weights of keys 2i, 2i+1 as bf16 pairs
+  alignas(64) uint32_t pw[MAX_ROWS][KB16 / 2];   // softmax weights of keys 2i, 2i+1 as bf16 pairs
   alignas(64) float sbuf[MAX_ROWS][KB16];        // one block's scores per row
   float m[MAX_ROWS], l[MAX_ROWS], alpha[MAX_ROWS];
   int64_t visible[MAX_ROWS];  // keys of the block the row sees: j0 .. j0 + visible - 1
-  int64_t limit[MAX_ROWS];
+  const uint16_t* krow[KB16];
   for (int64_t r = 0; r < rows; ++r) {
-    const float* src = a.q + ((tok0 + r / g) * a.H + kvh * g + r % g) * D;
+    const float* src = task.q_row(a, r);
     for (int d = 0; d < D; ++d) {  // exact: these fp32 values were converted from bf16
       uint32_t u; std::memcpy(&u, src + d, 4); qs[r][d] = uint16_t(u >> 16); acc[r][d] = 0.f;
     }
-    m[r] = -INFINITY; l[r] = 0.f; limit[r] = prefix + tile.first + r / g;
+    m[r] = -INFINITY; l[r] = 0.f;
   }
   const uint16_t* kbase = static_cast<const uint16_t*>(a.k_pool) + kvh * a.head_stride;
   const uint16_t* vbase = static_cast<const uint16_t*>(a.v_pool) + kvh * a.head_stride;
-  const uint16_t* krow[KB16];
   const __m512 scale = _mm512_set1_ps(a.sm_scale);
 
   for (int64_t j0 = lo; j0 < hi; j0 += KB16) {
@@ -169,7 +159,8 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       const char* vp = reinterpret_cast<const char*>(vbase + slots[j] * a.slot_stride);
       for (int off = 0; off < 2 * D; off += 64) { _mm_prefetch(kp + off, _MM_HINT_T0); _mm_prefetch(vp + off, _MM_HINT_T0); }
     }
-    for (int t = 0; t < KB16; ++t) krow[t] = t < n ? kbase + slots[j0 + t] * a.slot_stride : zero;
+    for (int t = 0; t < KB16; ++t)  // keys past the block's end read as zeros (finite, masked)
+      krow[t] = t < n ? kbase + slots[j0 + t] * a.slot_stride : zero;
     for (int i = 0; i < KB16 / 2; ++i) {  // unpack{lo,hi}_epi16 of rows 2i, 2i+1, chunk by chunk
       const uint16_t* v0 = 2 * i < n ? vbase + slots[j0 + 2 * i] * a.slot_stride : zero;
       const uint16_t* v1 = 2 * i + 1 < n ? vbase + slots[j0 + 2 * i + 1] * a.slot_stride : zero;
@@ -182,14 +173,15 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
     // Three passes over the rows, so that the long dependency chains of different rows
     // (dot -> max -> exp -> weighted sum) overlap in the out-of-order core.
     for (int64_t r = 0; r < rows; ++r) {  // scores, scaled, -inf past the row's last key
-      visible[r] = std::max<int64_t>(0, std::min<int64_t>(n, limit[r] - j0 + 1));
+      visible[r] = std::max<int64_t>(0, std::min<int64_t>(n, task.limit(r) - j0 + 1));
+      const uint16_t* const* kr = krow;
       __m512i q[NK];
       __m512 part[KB16];
       for (int j = 0; j < NK; ++j) q[j] = _mm512_load_si512(qs[r] + 32 * j);
       for (int t = 0; t < KB16; ++t) {
         part[t] = _mm512_setzero_ps();
         for (int j = 0; j < NK; ++j)
-          part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)q[j], (__m512bh)_mm512_loadu_si512(krow[t] + 32 * j));
+          part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)q[j], (__m512bh)_mm512_loadu_si512(kr[t] + 32 * j));
       }
       const __mmask16 valid = visible[r] >= KB16 ? __mmask16(0xFFFF) : __mmask16((1u << visible[r]) - 1);
       _mm512_store_ps(sbuf[r], _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY),
@@ -199,7 +191,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       if (visible[r] == 0) continue;
       const __m512 s = _mm512_load_ps(sbuf[r]);
       const float mx = std::max(m[r], _mm512_reduce_max_ps(s));
-      alpha[r] = exp_nonpos(m[r] - mx);  // 0 on the first block (m = -inf)
+      alpha[r] = ::exp_nonpos(m[r] - mx);  // 0 on the first block (m = -inf)
       const __m512 e = avx512::exp_nonpos(_mm512_sub_ps(s, _mm512_set1_ps(mx)));
       l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(e);
       m[r] = mx;
@@ -207,6 +199,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
     }
     for (int64_t r = 0; r < rows; ++r) {  // acc = alpha acc + P V, two accumulator sets
       if (visible[r] == 0) continue;
+      const __m512i (*vp)[2 * NK] = vpair;
       __m512 o[2 * NK], o2[2 * NK];
       for (int j = 0; j < 2 * NK; ++j) {
         o[j] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * j), _mm512_set1_ps(alpha[r]));
@@ -217,13 +210,13 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
         const __m512bh p0 = (__m512bh)_mm512_set1_epi32(int(pw[r][i]));
         const __m512bh p1 = (__m512bh)_mm512_set1_epi32(int(pw[r][i + 1]));
         for (int j = 0; j < 2 * NK; ++j) {
-          o[j] = _mm512_dpbf16_ps(o[j], p0, (__m512bh)vpair[i][j]);
-          o2[j] = _mm512_dpbf16_ps(o2[j], p1, (__m512bh)vpair[i + 1][j]);
+          o[j] = _mm512_dpbf16_ps(o[j], p0, (__m512bh)vp[i][j]);
+          o2[j] = _mm512_dpbf16_ps(o2[j], p1, (__m512bh)vp[i + 1][j]);
         }
       }
       for (; 2 * i < visible[r]; ++i) {
         const __m512bh p0 = (__m512bh)_mm512_set1_epi32(int(pw[r][i]));
-        for (int j = 0; j < 2 * NK; ++j) o[j] = _mm512_dpbf16_ps(o[j], p0, (__m512bh)vpair[i][j]);
+        for (int j = 0; j < 2 * NK; ++j) o[j] = _mm512_dpbf16_ps(o[j], p0, (__m512bh)vp[i][j]);
       }
       for (int j = 0; j < 2 * NK; ++j) _mm512_store_ps(acc[r] + 16 * j, _mm512_add_ps(o[j], o2[j]));
     }
@@ -233,7 +226,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   for (int64_t r = 0; r < rows; ++r)
     for (int j = 0; j < 2 * NK; ++j)
       for (int e = 0; e < 16; ++e) out[r][32 * (j / 2) + 8 * (e / 4) + 4 * (j % 2) + e % 4] = acc[r][16 * j + e];
-  write_rows(a, tok0, kvh, g, rows, split, D, m, l, &out[0][0], D);
+  write_rows(a, task, split, m, l, &out[0][0], D);
 }
 
 }  // namespace avx512_bf16

@@ -59,14 +59,16 @@ def _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d, mask_kv, visib
     if UPCAST:
         k = k.to(tl.float32)
         v = v.to(tl.float32)
-    s = tl.dot(q, tl.trans(k)) * sm_scale                       # [M, N] fp32
+    # tl.dot wants one operand dtype (a bf16 pool under fp32 queries is widened); "ieee" keeps fp32
+    # dots out of TF32, and is moot for bf16 operands
+    s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * sm_scale  # [M, N] fp32
     s = tl.where(visible, s, float("-inf"))
     m_new = tl.maximum(m, tl.max(s, 1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)       # rows with nothing visible yet
     alpha = tl.exp(m - m_safe)
     p = tl.exp(s - m_safe[:, None])
     l = l * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
     return m_new, l, acc
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from radixgen.kernels import AttnMeta, reference
+from radixgen.kernels import AttnMeta, get_backend
 
 from .config import EngineConfig
 from .memory_pool import KVPool
@@ -75,7 +75,7 @@ class ModelRunner:
         self.num_slots = self._pool_slots()
         self.pool = KVPool(self.arch.num_layers, self.num_slots, self.arch.num_kv_heads,
                            self.arch.head_dim, self.dtype, self.device)
-        self.backend = reference
+        self.backend = get_backend(self.device, config.attention_backend)
 
     def _load_model(self) -> LlamaForCausalLM:
         with torch.device("meta"):

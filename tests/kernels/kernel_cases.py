@@ -30,6 +30,7 @@ DECODE_CASES = [
     Case((33, 1, 70), (1, 1, 1), 6, 1, 24, 16),          # odd group, head dim not a power of 2
     Case((300, 2, 9, 130, 64), (1, 1, 1, 1, 1), 4, 2, 64, 16),
     Case((700,), (1,), 2, 1, 16, 1),                     # long: several splits
+    Case((0, 520), (1, 1), 4, 2, 32, 16),                # splits, some empty for the short one
 ]
 EXTEND_CASES = [
     Case((0,), (7,), 4, 4, 32, 1),

@@ -58,9 +58,11 @@ def test_fp32_queries_on_bf16_pool():
     check(WIDE_CASES[0], torch.bfloat16, q_dtype=torch.float32)
 
 
-@pytest.mark.parametrize("case", [EXTEND_CASES[1], EXTEND_CASES[2]], ids=str)
+@pytest.mark.parametrize("case", [EXTEND_CASES[1], EXTEND_CASES[2], Case((0,), (40,), 9, 3, 64, 1),
+                                  Case((10, 20), (24, 24), 8, 2, 32, 16)], ids=str)
 def test_long_extend_uses_sdpa_path(case, poison, monkeypatch):
-    """Extends past STREAM_MAX_EXTEND go through the kernel's gather + SDPA (causal flag or mask)."""
+    """Extends past STREAM_MAX_EXTEND go through the kernel's gather + SDPA: causal flag or mask,
+    ragged (padded queries) or uniform (a view)."""
     poison(cpu)
     monkeypatch.setattr(cpu, "STREAM_MAX_EXTEND", 2)
     check(case, torch.bfloat16)
