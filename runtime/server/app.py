@@ -7,6 +7,8 @@ freeing their KV); the engine is shut down last.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import sys
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -29,6 +31,7 @@ from .openai_routes import router as openai_router
 from .state import ServerState
 
 log = logging.getLogger("radixgen.server")
+ENGINE_SHUTDOWN_TIMEOUT_S = 15.0
 
 
 def _lifespan(engine: Engine, owns_engine: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -38,8 +41,11 @@ def _lifespan(engine: Engine, owns_engine: bool) -> Callable[[FastAPI], Abstract
         # uvicorn gets here after its graceful period, with every request finished or cancelled
         # (and so aborted); after it, uvicorn re-raises SIGTERM, so this is the last chance.
         if owns_engine:
-            await run_in_threadpool(engine.shutdown)
-            log.info("engine stopped")
+            try:  # bounded: a wedged engine thread must not keep a stopping server alive forever
+                await asyncio.wait_for(run_in_threadpool(engine.shutdown), ENGINE_SHUTDOWN_TIMEOUT_S)
+                log.info("engine stopped")
+            except asyncio.TimeoutError:
+                log.error("the engine did not stop in time; exiting without it")
     return lifespan
 
 
@@ -74,10 +80,10 @@ def serve(engine: Engine, config: ServerConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`radixgen serve [flags]`: the entry point `radixgen/cli.py` calls with the flags after `serve`."""
-    config, engine_kwargs = parse_args(sys.argv[1:] if argv is None else argv)
+    config, engine_config = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(config.log_level, config.log_format)
-    log.info("loading the model", extra={"fields": {"engine": engine_kwargs}})
-    engine = Engine(**engine_kwargs)
+    log.info("loading the model", extra={"fields": {"engine": dataclasses.asdict(engine_config)}})
+    engine = Engine(**dataclasses.asdict(engine_config))
     try:
         serve(engine, config)
     finally:

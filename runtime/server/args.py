@@ -1,8 +1,9 @@
-"""Command-line flags, built from the config dataclasses so that every default lives in one place.
-
-Engine flags come from `EngineConfig`'s fields (`max_total_tokens` -> `--max-total-tokens`) and are
-left out of the namespace unless given, so the dataclass keeps the only copy of each default
+"""Command-line flags, built from the config dataclasses so that every default lives in one place
 (mini-sglang's `server/args.py` does the same with its ServerArgs).
+
+Engine flags are `runtime/config.py`'s `add_cli_args` (one per EngineConfig field, as every
+`radixgen` command has them); the server's own come from `ServerConfig` here, their help from the
+fields' comments.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from radixgen.runtime.config import ATTENTION_BACKENDS, DTYPES, POLICIES, EngineConfig
+from radixgen.runtime.config import EngineConfig, add_cli_args, from_cli_args
 
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -51,11 +52,7 @@ class ServerConfig:
         return out
 
 
-CHOICES = {"dtype": DTYPES, "schedule_policy": POLICIES, "attention_backend": ATTENTION_BACKENDS,
-           "log_format": LOG_FORMATS, "log_level": LOG_LEVELS}
-# Other servers' spellings of a few flags, so commands written for SGLang / vLLM keep working.
-FLAG_ALIASES = {"model": ["--model-path"], "context_length": ["--max-model-len"],
-                "max_running_requests": ["--max-num-seqs"]}
+CHOICES = {"log_format": LOG_FORMATS, "log_level": LOG_LEVELS}
 
 
 def _arg_type(annotation: str) -> type:
@@ -73,40 +70,36 @@ def field_comments(cls: type) -> dict[str, str]:
     return dict(found)
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, group_title: str,
-                       keep_defaults: bool) -> None:
-    """One flag per field. With keep_defaults=False an absent flag is absent from the namespace."""
-    group, comments = parser.add_argument_group(group_title), field_comments(cls)
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
-        kind = _arg_type(str(f.type))
-        extra: dict[str, Any] = {"dest": f.name, "help": f"{comments.get(f.name, '')} (default: {default})".strip()}
-        extra["default"] = default if keep_defaults else argparse.SUPPRESS
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per ServerConfig field."""
+    group, comments = parser.add_argument_group("server"), field_comments(ServerConfig)
+    for f in dataclasses.fields(ServerConfig):
+        help_text = f"{comments.get(f.name, '')} (default: {f.default})".strip()
+        flag, kind = f"--{f.name.replace('_', '-')}", _arg_type(str(f.type))
         if kind is bool:
-            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **extra)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         else:
-            group.add_argument(*flags, type=kind, choices=CHOICES.get(f.name), **extra)
+            group.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name), help=help_text)
 
 
 def build_parser(prog: str = "radixgen serve") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Serve a model over HTTP: the OpenAI API "
                                      "and SGLang's native /generate API.")
-    add_dataclass_args(parser, ServerConfig, "server", keep_defaults=True)
-    add_dataclass_args(parser, EngineConfig, "engine", keep_defaults=False)
+    add_server_args(parser)
+    engine = parser.add_argument_group("engine")
+    add_cli_args(engine)
+    # SGLang's spelling of --model, so launch commands written for it keep working
+    engine.add_argument("--model-path", dest="model", help=argparse.SUPPRESS)
     return parser
 
 
-def parse_args(argv: list[str], prog: str = "radixgen serve") -> tuple[ServerConfig, dict[str, Any]]:
-    """-> (server config, engine keyword arguments holding only the flags that were given).
+def parse_args(argv: list[str], prog: str = "radixgen serve") -> tuple[ServerConfig, EngineConfig]:
+    """-> (server config, engine config), both validated before the slow model load.
     A bad value exits with status 2 and a message, as argparse does for its own errors."""
     parser = build_parser(prog)
-    ns = vars(parser.parse_args(argv))
-    server_names = {f.name for f in dataclasses.fields(ServerConfig)}
-    engine_kwargs = {k: v for k, v in ns.items() if k not in server_names}
+    ns = parser.parse_args(argv)
     try:
-        server = ServerConfig(**{k: v for k, v in ns.items() if k in server_names})
-        EngineConfig.from_kwargs(**engine_kwargs)  # validate now, before the slow model load
+        server = ServerConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(ServerConfig)})
+        return server, from_cli_args(ns)
     except ValueError as exc:
         parser.error(str(exc))
-    return server, engine_kwargs

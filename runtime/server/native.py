@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from radixgen.runtime.sampling_params import SamplingParams
 
 from .errors import APIError, error_response
-from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, make_sampling_params, run_to_completion, sse
+from .generation import (SSE_DONE, GenRequest, SSEResponse, Stream, make_sampling_params, run_to_completion,
+                         sse)
 from .state import ServerState, get_state
 
 log = logging.getLogger("radixgen.server")
@@ -51,10 +52,10 @@ def log_ignored(route: str, body: BaseModel) -> None:
 
 
 def make_params(given: dict[str, Any] | None) -> SamplingParams:
-    """Keys set to null are dropped first: SGLang's own frontend sends some (e.g. `stop_regex: null`),
-    and null means "the default" for every parameter anyway. Anything else goes to SamplingParams,
-    which refuses (400) unknown names and out-of-range values."""
-    return make_sampling_params({k: v for k, v in (given or {}).items() if v is not None})
+    """Keys set to null or [] are dropped first: SGLang's own frontend always sends some we lack
+    (`stop_regex: []`), and null or an empty list means "the default" for every parameter anyway.
+    The rest goes to SamplingParams, which refuses (400) unknown names and out-of-range values."""
+    return make_sampling_params({k: v for k, v in (given or {}).items() if v is not None and v != []})
 
 
 def to_gen_request(body: GenerateRequest) -> tuple[GenRequest, bool]:
@@ -106,7 +107,8 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     results = await run_to_completion(state.engine, state.metrics, request, gen)
     for item in results:
         strip_logprob_text(item["meta_info"], body.return_text_in_logprobs)
-    return results[0] if single and len(results) == 1 else results
+    # a JSONResponse skips FastAPI's jsonable_encoder walk over every logprob entry
+    return JSONResponse(results[0] if single and len(results) == 1 else results)
 
 
 async def _stream_events(stream: Stream, one: bool, keep_text: bool) -> AsyncIterator[bytes]:

@@ -5,18 +5,22 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from jinja2 import TemplateError
 
 from . import openai_protocol as proto
 from .errors import APIError, json_error_event
-from .generation import SSE_DONE, GenRequest, SSEResponse, Stream, make_sampling_params, run_to_completion, sse
+from .generation import (SSE_DONE, GenRequest, SSEResponse, Stream, StreamChunk, make_sampling_params,
+                         run_to_completion, sse)
 from .state import ServerState, get_state
 
 log = logging.getLogger("radixgen.server")
 router = APIRouter(prefix="/v1")
+CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
+PieceFn = Callable[[StreamChunk], "dict[str, Any] | None"]  # one engine chunk -> one SSE choice, or nothing
 
 
 @dataclass
@@ -63,7 +67,7 @@ def _prepare(state: ServerState, body: proto.CommonRequest, route: str) -> dict[
 @router.post("/completions")
 async def completions(body: proto.CompletionRequest, request: Request) -> Any:
     state = get_state(request)
-    kwargs = _prepare(state, body, "/v1/completions")
+    kwargs = _prepare(state, body, COMPLETIONS)
     if body.logprobs is not None:
         kwargs.update(return_logprob=True, top_logprobs_num=body.logprobs)
         if body.echo:
@@ -76,31 +80,30 @@ async def completions(body: proto.CompletionRequest, request: Request) -> Any:
     num = 1 if single else len(prompt)
     if num == 0:
         raise APIError(400, "prompt must not be empty", param="prompt")
-    call = _call(state, body, kwargs, single, num, "text_completion", "cmpl",
-                 text=None if is_ids else prompt, ids=prompt if is_ids else None)
+    call = _call(state, body, kwargs, single, num, COMPLETIONS, text=None if is_ids else prompt,
+                 ids=prompt if is_ids else None)
     prompts = [prompt] if single else list(prompt)
     echoes = [_prompt_text(state, p) if body.echo else "" for p in prompts]
     with_prompt_lp = body.echo and body.logprobs is not None
     if body.stream:
-        return await _stream(call, request, _completion_piece(call, echoes, with_prompt_lp))
+        return await _stream(call, _completion_piece(call, echoes, with_prompt_lp))
     results = await _complete(call, request)
-    choices = []
-    for i, item in enumerate(results):
-        echo = echoes[i // call.n]
-        choices.append({"index": i, "text": echo + item["text"], "finish_reason": proto.finish_reason(item["meta_info"]),
-                        "matched_stop": proto.matched_stop(item["meta_info"]),
-                        "logprobs": proto.completion_logprobs(item["meta_info"], 0, with_prompt_lp)})
-    return {**call.envelope(choices), "usage": proto.usage([r["meta_info"] for r in results], call.n)}
+    choices = [{"index": i, "text": echoes[i // call.n] + item["text"],
+                "finish_reason": proto.finish_reason(item["meta_info"]),
+                "matched_stop": proto.matched_stop(item["meta_info"]),
+                "logprobs": proto.completion_logprobs(item["meta_info"], 0, with_prompt_lp)}
+               for i, item in enumerate(results)]
+    return _respond(call, choices, results)
 
 
 def _prompt_text(state: ServerState, prompt: str | list[int]) -> str:
     return prompt if isinstance(prompt, str) else state.engine.tokenizer.decode(prompt)
 
 
-def _completion_piece(call: Call, echoes: list[str], with_prompt_lp: bool):
-    offsets: dict[int, int] = {}
+def _completion_piece(call: Call, echoes: list[str], with_prompt_lp: bool) -> PieceFn:
+    offsets: dict[int, int] = {}  # per choice: how much text has gone out, for text_offset
 
-    def piece(chunk: Any) -> dict[str, Any] | None:
+    def piece(chunk: StreamChunk) -> dict[str, Any] | None:
         first = chunk.index not in offsets
         text = (echoes[chunk.index // call.n] if first else "") + chunk.delta
         start = offsets.get(chunk.index, 0)
@@ -113,21 +116,21 @@ def _completion_piece(call: Call, echoes: list[str], with_prompt_lp: bool):
 @router.post("/chat/completions")
 async def chat_completions(body: proto.ChatCompletionRequest, request: Request) -> Any:
     state = get_state(request)
-    kwargs = _prepare(state, body, "/v1/chat/completions")
+    kwargs = _prepare(state, body, CHAT)
     kwargs.update(proto.chat_logprob_kwargs(body))
     kwargs.update(proto.response_format_kwargs(body.response_format))
     input_ids = _apply_template(state, body.messages)
     if not proto.has_max_tokens(kwargs):  # OpenAI's chat default: as long as the context allows
         kwargs["max_new_tokens"] = max(1, state.context_length - len(input_ids))
-    call = _call(state, body, kwargs, True, 1, "chat.completion", "chatcmpl", text=None, ids=input_ids)
+    call = _call(state, body, kwargs, True, 1, CHAT, text=None, ids=input_ids)
     if body.stream:
-        return await _stream(call, request, _chat_piece)
+        return await _stream(call, _chat_piece)
     results = await _complete(call, request)
     choices = [{"index": i, "message": {"role": "assistant", "content": item["text"]},
                 "logprobs": proto.chat_logprobs(item["meta_info"]),
                 "finish_reason": proto.finish_reason(item["meta_info"]),
                 "matched_stop": proto.matched_stop(item["meta_info"])} for i, item in enumerate(results)]
-    return {**call.envelope(choices), "usage": proto.usage([r["meta_info"] for r in results], call.n)}
+    return _respond(call, choices, results)
 
 
 def _apply_template(state: ServerState, messages: list[proto.ChatMessage]) -> list[int]:
@@ -145,7 +148,7 @@ def _apply_template(state: ServerState, messages: list[proto.ChatMessage]) -> li
         raise APIError(400, f"the chat template refused the messages: {exc}", param="messages") from exc
 
 
-def _chat_piece(chunk: Any) -> dict[str, Any] | None:
+def _chat_piece(chunk: StreamChunk) -> dict[str, Any] | None:
     logprobs = proto.chat_logprobs(chunk.meta)
     if not chunk.delta and not chunk.finished and not (logprobs and logprobs["content"]):
         return None  # a token that ends inside a character: nothing to show yet
@@ -154,14 +157,21 @@ def _chat_piece(chunk: Any) -> dict[str, Any] | None:
 
 
 def _call(state: ServerState, body: proto.CommonRequest, kwargs: dict[str, Any], single: bool, num: int,
-          kind: str, prefix: str, text: Any, ids: Any) -> Call:
+          route: str, text: Any, ids: Any) -> Call:
     """`single`: one prompt given as such (not a list of one), which the engine answers unlisted."""
     params = make_sampling_params(kwargs)
     base = uuid.uuid4().hex
     rids = [base] if single else [f"{base}-{i}" for i in range(num)]
-    gen = GenRequest(text, ids, [params] * num, rids, route=f"/v1/{kind}")
+    gen = GenRequest(text, ids, [params] * num, rids, route=route)
+    kind, prefix = ("chat.completion", "chatcmpl") if route == CHAT else ("text_completion", "cmpl")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Call(state, gen, kind, f"{prefix}-{base}", params.n, include_usage, int(time.time()))
+
+
+def _respond(call: Call, choices: list[dict], results: list[dict]) -> JSONResponse:
+    # a JSONResponse skips FastAPI's jsonable_encoder walk over every logprob entry
+    usage = proto.usage([r["meta_info"] for r in results], call.n)
+    return JSONResponse({**call.envelope(choices), "usage": usage})
 
 
 async def _complete(call: Call, request: Request) -> list[dict[str, Any]]:
@@ -173,12 +183,12 @@ async def _complete(call: Call, request: Request) -> list[dict[str, Any]]:
     return results
 
 
-async def _stream(call: Call, request: Request, piece: Any) -> SSEResponse:
+async def _stream(call: Call, piece: PieceFn) -> SSEResponse:
     stream = await Stream.open(call.state.engine, call.state.metrics, call.gen)
     return SSEResponse(_events(call, stream, piece), on_close=stream.close)
 
 
-async def _events(call: Call, stream: Stream, piece: Any) -> AsyncIterator[bytes]:
+async def _events(call: Call, stream: Stream, piece: PieceFn) -> AsyncIterator[bytes]:
     if call.kind == "chat.completion":  # the role comes first, once per choice, as OpenAI sends it
         roles = [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                   "finish_reason": None} for i in range(len(call.gen.expanded_rids))]

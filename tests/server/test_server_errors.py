@@ -10,7 +10,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 MSG = [{"role": "user", "content": "hi"}]
-GRAMMAR_XFAIL = pytest.mark.xfail(reason="constrained decoding not wired yet", strict=False)
 
 # (route, body, expected status, a word the error message must contain)
 BAD = {
@@ -73,7 +72,6 @@ def test_bad_input(client: httpx.Client, case: str) -> None:
     check_rejected_then_serving(client, *BAD[case])
 
 
-@GRAMMAR_XFAIL
 @pytest.mark.parametrize("case", list(GRAMMAR_BAD))
 def test_bad_grammar(client: httpx.Client, case: str) -> None:
     check_rejected_then_serving(client, *GRAMMAR_BAD[case])
@@ -120,7 +118,8 @@ def test_non_stream_disconnect_aborts(server, assert_idle, metric) -> None:
     aborted = metric("radixgen_requests_finished_total", reason="abort")
     body = {"text": "Tell me everything.", "sampling_params": {"max_new_tokens": 4000, "ignore_eos": True}}
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/generate", json=body, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=1.5)
+        httpx.post(server.url + "/generate", json=body, timeout=1.5,
+                   headers={"Authorization": f"Bearer {server.api_key}"})
     assert_idle(timeout=20)
     assert metric("radixgen_requests_finished_total", reason="abort") == aborted + 1
 

@@ -10,7 +10,12 @@ import pytest
 pytestmark = pytest.mark.slow
 CHAT = [{"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Name a colour."}]
-GRAMMAR_XFAIL = pytest.mark.xfail(reason="constrained decoding not wired yet", strict=False)
+# A schema that allows any object is the hardest case for outlines-core's index: it does not compile
+# within the engine's grammar_compile_timeout_s (10 s) on this CPU, is refused with a 400, and its
+# compile thread keeps a core busy long after. Not run, to spare the shared CPU; the mapping of
+# json_object onto a schema is checked in test_server_protocol.py.
+ANY_OBJECT_XFAIL = pytest.mark.xfail(reason="{'type': 'object'} exceeds the grammar compile timeout",
+                                     run=False)
 
 
 def test_models(oai: openai.OpenAI) -> None:
@@ -55,6 +60,19 @@ def test_chat_stream_with_usage(oai: openai.OpenAI) -> None:
     plain = oai.chat.completions.create(model="default", messages=CHAT, max_tokens=12, temperature=0)
     assert text == plain.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_chat_stream_n(oai: openai.OpenAI) -> None:
+    chunks = list(oai.chat.completions.create(model="default", messages=CHAT, max_tokens=6, n=2, seed=3,
+                                              temperature=0.8, stream=True))
+    texts, finishes = {0: "", 1: ""}, {0: [], 1: []}
+    for chunk in chunks:
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+            finishes[c.index] += [c.finish_reason] if c.finish_reason else []
+    assert all(len(f) == 1 for f in finishes.values())
+    plain = oai.chat.completions.create(model="default", messages=CHAT, max_tokens=6, n=2, seed=3, temperature=0.8)
+    assert [texts[0], texts[1]] == [c.message.content for c in plain.choices]  # seeded: same samples
 
 
 def test_chat_logprobs(oai: openai.OpenAI) -> None:
@@ -112,7 +130,6 @@ def test_sglang_extras_and_unknown_fields(oai: openai.OpenAI) -> None:
     assert out.usage.completion_tokens == 6 and out.choices[0].finish_reason == "length"
 
 
-@GRAMMAR_XFAIL
 def test_response_format_json_schema(oai: openai.OpenAI) -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                                "age": {"type": "integer"}},
@@ -124,7 +141,7 @@ def test_response_format_json_schema(oai: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(out.choices[0].message.content), schema)
 
 
-@GRAMMAR_XFAIL
+@ANY_OBJECT_XFAIL
 def test_response_format_json_object(oai: openai.OpenAI) -> None:
     out = oai.chat.completions.create(model="default", max_tokens=48, temperature=0, messages=CHAT,
                                       response_format={"type": "json_object"})

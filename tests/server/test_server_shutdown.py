@@ -1,0 +1,65 @@
+"""Graceful shutdown on SIGTERM, on a server of its own: new connections are refused, a request that
+can finish within the grace period finishes whole, one that cannot is aborted, the engine stops."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from server_proc import start_server, stop_server
+
+pytestmark = pytest.mark.slow
+GRACE_S = 8
+
+
+def stream_lines(url: str, body: dict, lines: list, started: threading.Event) -> None:
+    try:
+        with httpx.stream("POST", url + "/generate", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    lines.append(line)
+                    started.set()
+    except httpx.HTTPError as exc:  # the long stream is cut when the grace period ends
+        lines.append(f"cut: {type(exc).__name__}")
+    started.set()
+
+
+def start_stream(url: str, max_new_tokens: int) -> tuple[threading.Thread, list]:
+    lines: list = []
+    started = threading.Event()
+    body = {"text": "Tell me a story.", "stream": True,
+            "sampling_params": {"max_new_tokens": max_new_tokens, "ignore_eos": True}}
+    worker = threading.Thread(target=stream_lines, args=(url, body, lines, started), daemon=True)
+    worker.start()
+    assert started.wait(60), "the stream produced nothing"
+    return worker, lines
+
+
+def test_sigterm_is_graceful(tmp_path) -> None:
+    server = start_server(tmp_path / "server.log", "--graceful-timeout-s", str(GRACE_S))
+    try:
+        long_worker, long_lines = start_stream(server.url, 4000)
+        short_worker, short_lines = start_stream(server.url, 12)
+        server.proc.send_signal(signal.SIGTERM)
+        refused = False
+        for _ in range(30):  # the listening socket closes at once
+            try:
+                httpx.get(server.url + "/health", timeout=1)
+            except httpx.TransportError:
+                refused = True
+                break
+            time.sleep(0.1)
+        assert refused, "new connections are still accepted after SIGTERM"
+        short_worker.join(GRACE_S + 20)
+        assert short_lines[-1] == "data: [DONE]", short_lines[-3:]  # finished whole within the grace period
+        assert '"length", "length": 12' in short_lines[-2]
+        long_worker.join(GRACE_S + 20)
+        assert "[DONE]" not in long_lines[-1]  # cut off: aborted in the engine when the grace period ended
+        assert server.proc.wait(30) == -signal.SIGTERM  # uvicorn re-raises the signal after shutting down
+        log = server.log_path.read_text()
+        assert "stream closed early" in log and "engine stopped" in log
+    finally:
+        stop_server(server)
