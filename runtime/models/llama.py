@@ -83,6 +83,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+class Linear(nn.Linear):
+    """nn.Linear that can prepack its weight for oneDNN: bf16 matmuls on a CPU otherwise reorder the
+    weight on every call, and prepacked ones ran 1.5-2x faster here (bench: /tmp-free, see README)."""
+
+    packed: torch.Tensor | None = None
+
+    def pack(self, batch_hint: int = 64) -> None:
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), batch_hint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            return super().forward(x)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() \
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -99,8 +119,8 @@ class Attention(nn.Module):
     def __init__(self, arch: ModelArch, layer_id: int):
         super().__init__()
         self.layer_id, self.h, self.kvh, self.d = layer_id, arch.num_heads, arch.num_kv_heads, arch.head_dim
-        self.qkv_proj = nn.Linear(arch.hidden_size, (self.h + 2 * self.kvh) * self.d, bias=arch.qkv_bias)
-        self.o_proj = nn.Linear(self.h * self.d, arch.hidden_size, bias=False)
+        self.qkv_proj = Linear(arch.hidden_size, (self.h + 2 * self.kvh) * self.d, bias=arch.qkv_bias)
+        self.o_proj = Linear(self.h * self.d, arch.hidden_size, bias=False)
         self.scale = 1.0 / math.sqrt(self.d)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
@@ -118,8 +138,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, arch: ModelArch):
         super().__init__()
-        self.gate_up_proj = nn.Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
+        self.gate_up_proj = Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
+        self.down_proj = Linear(arch.intermediate_size, arch.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
@@ -146,7 +166,7 @@ class LlamaForCausalLM(nn.Module):
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(arch, i) for i in range(arch.num_layers))
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
-        self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        self.lm_head = Linear(arch.hidden_size, arch.vocab_size, bias=False)
         cos, sin = rope_cos_sin(hf_config, arch.head_dim, max_pos)
         self.register_buffer("cos", cos, persistent=False)  # [max_pos, D], cast with the model
         self.register_buffer("sin", sin, persistent=False)
@@ -164,6 +184,13 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [N, hidden] -> float32 logits [N, vocab]."""
         return self.lm_head(hidden).float()
+
+    def prepack(self) -> None:
+        """Prepack every linear weight for oneDNN (bf16 on a CPU); a no-op elsewhere."""
+        if can_prepack(self.embed_tokens.weight.device, self.embed_tokens.weight.dtype):
+            for module in self.modules():
+                if isinstance(module, Linear):
+                    module.pack()
 
     def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Map transformers' parameter names onto ours, fusing q/k/v and gate/up."""
