@@ -208,10 +208,15 @@ class Engine:
         if stream:
             return self._astream(reqs, out)
         results: dict[str, dict] = {}
-        while len(results) < len(reqs):
-            item = await out.get()
-            if item["meta_info"]["finish_reason"] is not None:
-                results[item["meta_info"]["id"]] = item
+        try:
+            while len(results) < len(reqs):
+                item = await out.get()
+                if item["meta_info"]["finish_reason"] is not None:
+                    results[item["meta_info"]["id"]] = item
+        finally:  # cancelled (e.g. the HTTP client left): free what is still running
+            for r in reqs:
+                if r.rid not in results:
+                    self.abort(r.rid)
         ordered = [results[r.rid] for r in reqs]
         return _single_or_raise(ordered[0]) if single else ordered
 
@@ -291,7 +296,9 @@ def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:
     start = req.sent_ids if delta else 0  # with delta, logprobs too cover only the new tokens
     text, ids = (req.text[req.sent_text:], req.output_ids[start:]) if delta else (req.text, req.output_ids)
     if delta:
-        req.sent_text, req.sent_ids = len(req.text), len(req.output_ids)
+        if req.finish is None and req.params.stop:  # hold back what may be the start of a stop string
+            text = text[: max(0, len(text) - max(map(len, req.params.stop)) + 1)]
+        req.sent_text, req.sent_ids = req.sent_text + len(text), len(req.output_ids)
     now = time.perf_counter()
     meta: dict[str, Any] = {
         "id": req.rid, "prompt_tokens": len(req.prompt_ids), "completion_tokens": len(req.output_ids),

@@ -80,17 +80,20 @@ class EngineCore:
         self.stats["prompt_tokens"] += n
 
     def abort(self, rid: str, message: str = "aborted by the client") -> None:
-        req = self.reqs.get(rid)
-        if req is not None and not req.is_finished:
-            self.scheduler.remove(req)
-            req.finish = {"type": "abort", "message": message}
-            self._emit(req)
+        """Abort `rid`, and its samples `rid-0`, `rid-1`, ... when it was sent with n > 1."""
+        for key in [k for k in self.reqs if k == rid or (k.startswith(rid + "-") and k[len(rid) + 1:].isdigit())]:
+            req = self.reqs[key]
+            if not req.is_finished:
+                self.scheduler.remove(req)
+                req.finish = {"type": "abort", "message": message}
+                self._emit(req)
 
     @property
     def has_work(self) -> bool:
         return self.scheduler.num_unfinished > 0
 
     # ---- the loop ----
+    @torch.inference_mode()
     def step(self) -> bool:
         """One forward (or none if idle). Returns whether any work was done."""
         self._resolve_grammars()

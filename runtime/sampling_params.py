@@ -90,6 +90,10 @@ class SamplingParams:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def _normalize(self) -> None:
+        if not isinstance(self.stop, (str, list, tuple)):
+            raise ValueError(f"stop must be a string or a list of strings, got {self.stop!r}")
+        if not isinstance(self.stop_token_ids, (int, list, tuple)):
+            raise ValueError(f"stop_token_ids must be a list of token ids, got {self.stop_token_ids!r}")
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         if isinstance(self.stop_token_ids, int):

@@ -55,7 +55,7 @@ def make_sampling_params(kwargs: dict[str, Any]) -> SamplingParams:
     """SamplingParams from request fields; every bad value becomes a 400 naming it."""
     try:
         return SamplingParams(**kwargs)
-    except TypeError as exc:  # e.g. `stop: 5` fails inside normalization, before validation
+    except TypeError as exc:  # defensive: a wrongly typed value that validation did not name
         raise APIError(400, f"invalid sampling parameters {sorted(kwargs)}: {exc}") from exc
 
 

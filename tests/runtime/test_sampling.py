@@ -112,3 +112,18 @@ def test_penalties_and_min_p():
     picks = {int(sample(torch.tensor([[3.0, 0.0, 2.9, -5.0]]), [_req(temperature=1.0, min_p=0.5)], g))
              for _ in range(50)}
     assert picks <= {0, 2}
+
+
+def test_stream_never_sends_text_a_stop_string_later_trims(tiny):
+    full = _gen(tiny, temperature=0, ignore_eos=True)["text"]
+    stop = full[len(full) // 2: len(full) // 2 + 4]
+    chunks = list(tiny.generate(input_ids=PROMPT, stream=True,
+                                sampling_params={"max_new_tokens": 16, "temperature": 0, "ignore_eos": True,
+                                                 "stop": [stop]}))
+    whole = _gen(tiny, temperature=0, ignore_eos=True, stop=[stop])
+    assert "".join(c["text"] for c in chunks) == whole["text"] and stop not in whole["text"]
+
+
+def test_bad_stop_type_is_a_value_error():
+    with pytest.raises(ValueError, match="stop"):
+        SamplingParams(stop=5)
