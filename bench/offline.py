@@ -54,10 +54,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="4,8,16,32,64,256")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both systems")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    torch.set_num_threads(os.cpu_count() or 1)
-    engine = radixgen.Engine(dtype=args.dtype)
+    torch.set_num_threads(args.threads)
+    engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
     dtype = engine.core.runner.dtype
     rows = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -130,9 +131,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, every system")
     args = ap.parse_args()
-    on = radixgen.Engine(dtype=args.dtype)
-    off = radixgen.Engine(dtype=args.dtype, disable_radix_cache=True)
+    torch.set_num_threads(args.threads)
+    on = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
+    off = radixgen.Engine(dtype=args.dtype, num_threads=args.threads, disable_radix_cache=True)
     tok = on.tokenizer
     rows = []
     for workload in ("few-shot", "multi-turn", "fork"):

@@ -154,7 +154,7 @@ class EngineCore:
             if self.scheduler.chunked is req:
                 continue
             jumped = req.seq_len - req.kv_len > 1  # jump-forward appended tokens: they need an extend
-            self.scheduler.place(req, extend=jumped)
+            self.scheduler.place(req, was_decoding=batch.is_decode, extend=jumped)
 
     def _prompt_logprobs(self, req: Req, logits: torch.Tensor, at: int, pos: int, count: int) -> None:
         if not req.input_logprobs and req.params.logprob_start_len == 0:

@@ -71,7 +71,7 @@ class Scheduler:
 
     def _schedule_prefill(self) -> ScheduledBatch | None:
         candidates = ([self.chunked] if self.chunked else []) + self._ordered_waiting()
-        budget, picked, lens, slots, seen = self.config.chunked_prefill_size, [], [], [], set()
+        budget, picked, slots, seen = self.config.chunked_prefill_size, [], [], set()
         reserve = sum(self._future_tokens(r) for r in self.running)
         for req in candidates:
             if budget <= 0 or len(self.running) + len(picked) >= self.config.max_running_requests:
@@ -129,15 +129,14 @@ class Scheduler:
         self.waiting.insert(0, req)
         self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
 
-    def place(self, req: Req, extend: bool) -> None:
-        """After a forward: keep decoding `req`, or (extend=True: it has several new tokens, e.g. from
-        jump-forward) send it to the front of the queue, keeping its KV, to be extended by a prefill."""
-        in_running = req in self.running
+    def place(self, req: Req, was_decoding: bool, extend: bool) -> None:
+        """After a forward: a prefilled request starts decoding; a request with several new tokens
+        (jump-forward) goes to the front of the queue, keeping its KV, to be extended by a prefill."""
         if extend:
-            if in_running:
+            if was_decoding:
                 self.running.remove(req)
             self.waiting.insert(0, req)
-        elif not in_running:
+        elif not was_decoding:
             self.running.append(req)
 
     def _future_tokens(self, req: Req) -> int:
