@@ -105,7 +105,7 @@ class EngineCore:
             return False
         logits = self.runner.forward(batch, self.kv.slots.table)
         self.stats["forwards"] += 1
-        if not batch.is_decode:
+        if batch.is_prefill:
             self.stats["prefill_tokens_computed"] += sum(batch.extend_lens)
         self._process(batch, logits)
         return True
@@ -143,18 +143,16 @@ class EngineCore:
                     req.output_top.append(tops[j][: req.params.top_logprobs_num])
                 self._append(req, tok)
         for req in batch.reqs:
-            if not batch.is_decode and req.kv_len == req.seq_len and req.params.max_new_tokens == 0:
+            if batch.is_prefill and req.kv_len == req.seq_len and req.params.max_new_tokens == 0:
                 self._finish(req, {"type": "length", "length": 0})
             if req.is_finished:
                 self.scheduler.remove(req)
                 self._emit(req)
                 continue
-            if not batch.is_decode:
+            if batch.is_prefill:
                 self.kv.cache_prefix(req)
-            if self.scheduler.chunked is req:
-                continue
-            jumped = req.seq_len - req.kv_len > 1  # jump-forward appended tokens: they need an extend
-            self.scheduler.place(req, was_decoding=batch.is_decode, extend=jumped)
+                if self.scheduler.chunked is not req:
+                    self.scheduler.start_decoding(req)
 
     def _prompt_logprobs(self, req: Req, logits: torch.Tensor, at: int, pos: int, count: int) -> None:
         if not req.input_logprobs and req.params.logprob_start_len == 0:

@@ -30,10 +30,15 @@ class ScheduledBatch:
     starts: list[int]               # kv_len of each request before this forward
     extend_lens: list[int]          # new tokens per request
     out_slots: torch.Tensor         # int64 [sum(extend_lens)] their pool slots
-    is_decode: bool
+    is_prefill: bool                # admitted from the waiting queue (else: the running batch)
     logit_rows: list[int] = field(default_factory=list)          # flat rows whose logits are computed
     sample_at: list[int | None] = field(default_factory=list)    # per req: index into logits, or None
     prompt_lp: list[tuple[int, int, int] | None] = field(default_factory=list)  # (logit idx, first pos, count)
+
+    @property
+    def is_decode(self) -> bool:
+        """One new token per request: attention takes the decode path."""
+        return max(self.extend_lens) == 1
 
     def __post_init__(self) -> None:
         offset = 0
@@ -104,22 +109,27 @@ class Scheduler:
             if start + n < req.seq_len:
                 self.chunked = req
         reqs, starts, lens = zip(*picked)
-        return ScheduledBatch(list(reqs), list(starts), list(lens), torch.cat(slots), is_decode=False)
+        return ScheduledBatch(list(reqs), list(starts), list(lens), torch.cat(slots), is_prefill=True)
 
     def _schedule_decode(self) -> ScheduledBatch | None:
+        """Every running request advances: one token, or several where jump-forward appended forced
+        tokens (then the forward is an extend, so those requests never leave the batch)."""
         if not self.running:
             return None
-        ps = self.kv.page_size
-        while self.kv.available() < ps * sum(r.kv_len % ps == 0 for r in self.running):
+        while self.kv.available() < sum(self.kv.pages_needed(r, r.seq_len - r.kv_len) for r in self.running):
             if len(self.running) == 1:  # alone and still no room: the pool is too small for it
                 self._reject(self.running[0], "out of KV slots while decoding: raise max_total_tokens")
                 return None
             self._retract(min(self.running, key=lambda r: (len(r.output_ids), -len(r.prompt_ids))))
         self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - RATIO_DECAY)
         starts = [r.kv_len for r in self.running]
-        slots = self.kv.extend_decode(self.running)
+        lens = [r.seq_len - r.kv_len for r in self.running]
+        if all(n == 1 for n in lens):
+            slots = self.kv.extend_decode(self.running)
+        else:
+            slots = torch.cat([self.kv.extend(r, n) for r, n in zip(self.running, lens)])
         assert slots is not None, "decode slots were checked above"
-        return ScheduledBatch(list(self.running), starts, [1] * len(starts), slots, is_decode=True)
+        return ScheduledBatch(list(self.running), starts, lens, slots, is_prefill=False)
 
     def _retract(self, req: Req) -> None:
         """Back to the waiting queue: what it computed stays in the prefix cache for its return."""
@@ -129,15 +139,9 @@ class Scheduler:
         self.waiting.insert(0, req)
         self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
 
-    def place(self, req: Req, was_decoding: bool, extend: bool) -> None:
-        """After a forward: a prefilled request starts decoding; a request with several new tokens
-        (jump-forward) goes to the front of the queue, keeping its KV, to be extended by a prefill."""
-        if extend:
-            if was_decoding:
-                self.running.remove(req)
-            self.waiting.insert(0, req)
-        elif not was_decoding:
-            self.running.append(req)
+    def start_decoding(self, req: Req) -> None:
+        """A prefilled request joins the running batch."""
+        self.running.append(req)
 
     def _future_tokens(self, req: Req) -> int:
         left = req.params.max_new_tokens - len(req.output_ids)

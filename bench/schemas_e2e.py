@@ -1,0 +1,178 @@
+"""End to end on the bundled model over the dev schemas (../shared/data/jsonschemas-dev).
+
+    python bench/schemas_e2e.py [--limit 40] [--max-new-tokens 256] [--only 001,063]
+
+Each schema is compiled through the engine's own GrammarCompiler (so generation hits its cache);
+UnsupportedSchemaError -> refused, any other ValueError (e.g. the compile time limit) -> failed,
+both with the message. Every schema that compiles gets a chat prompt built from the schema
+("Produce a JSON object that follows this JSON schema: ..."), and all of them run greedy in one
+batched engine.generate call with a list of sampling params. Per subset: compiled, refused, failed,
+generated, finished within max_new_tokens, parsed, validated with jsonschema (format checking on;
+the rate is over those that finished; goal 100%), and every failure with its schema id and error.
+--limit N picks N schemas round-robin over the subsets (in id order). Writes
+bench/results/schemas_e2e.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import radixgen
+from radixgen.constrained import UnsupportedSchemaError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
+RESULTS = Path(__file__).resolve().parent / "results"
+PROMPT_CHARS = 1500
+
+
+def load_schemas(limit: int | None, only: list[str] | None) -> list[dict[str, Any]]:
+    """[{id, subset, schema}], round-robin over subsets when limited."""
+    items = []
+    for path in sorted(DATA.glob("[0-9][0-9][0-9]_*.json")):
+        sid = path.stem
+        if only and not any(sid.startswith(o) for o in only):
+            continue
+        items.append({"id": sid, "subset": sid.split("_", 1)[1], "schema": json.loads(path.read_text())["schema"]})
+    if limit is None or limit >= len(items):
+        return items
+    by_subset: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        by_subset[it["subset"]].append(it)
+    picked: list[dict] = []
+    queues = list(by_subset.values())
+    while len(picked) < limit and any(queues):
+        for q in queues:
+            if q and len(picked) < limit:
+                picked.append(q.pop(0))
+    return sorted(picked, key=lambda it: it["id"])
+
+
+def make_prompt(engine: radixgen.Engine, schema: Any) -> list[int]:
+    text = json.dumps(schema, separators=(",", ":"))
+    if len(text) > PROMPT_CHARS:
+        text = text[:PROMPT_CHARS] + " ...(truncated)"
+    msg = f"Produce a JSON object that follows this JSON schema: {text}. Use realistic values."
+    return engine.apply_chat_template([{"role": "user", "content": msg}])
+
+
+def validator_for(schema: Any) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema) if isinstance(schema, dict) else jsonschema.Draft7Validator
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def check(schema: Any, text: str) -> tuple[str, str | None]:
+    """('valid'|'parse'|'invalid', error message)."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        return "parse", f"json: {e}"
+    err = jsonschema.exceptions.best_match(validator_for(schema).iter_errors(value))
+    if err is None:
+        return "valid", None
+    where = "/" + "/".join(str(p) for p in err.absolute_path)
+    return "invalid", f"at {where} ({err.validator}): {err.message[:200]}"
+
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=None, help="at most N schemas, round-robin over subsets")
+    ap.add_argument("--only", default=None, help="comma-separated id prefixes, e.g. 001,063")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--max-total-tokens", type=int, default=65536, help="KV pool size")
+    args = ap.parse_args()
+    items = load_schemas(args.limit, args.only.split(",") if args.only else None)
+    engine = radixgen.Engine(dtype=args.dtype, max_total_tokens=args.max_total_tokens)
+    compiler = engine.core.constraints.compiler
+    try:
+        t0 = time.perf_counter()
+        for it in items:
+            t = time.perf_counter()
+            try:
+                compiler.compile("json_schema", it["schema"])
+                it["status"] = "compiled"
+            except UnsupportedSchemaError as e:
+                it["status"], it["error"] = "refused", str(e)
+            except ValueError as e:
+                it["status"], it["error"] = "failed", str(e)
+            it["compile_s"] = round(time.perf_counter() - t, 3)
+        compile_s = time.perf_counter() - t0
+        todo = [it for it in items if it["status"] == "compiled"]
+        print(f"compiled {len(todo)}/{len(items)} in {compile_s:.1f} s; generating ...", flush=True)
+        t0 = time.perf_counter()
+        outs = engine.generate(input_ids=[make_prompt(engine, it["schema"]) for it in todo],
+                               sampling_params=[{"temperature": 0, "max_new_tokens": args.max_new_tokens,
+                                                 "json_schema": it["schema"]} for it in todo]) if todo else []
+        gen_s = time.perf_counter() - t0
+        stats = engine.get_stats()
+    finally:
+        engine.shutdown()
+
+    for it, out in zip(todo, outs):
+        reason = out["meta_info"]["finish_reason"] or {}
+        it["finish"] = reason.get("type")
+        it["completion_tokens"] = out["meta_info"]["completion_tokens"]
+        it["text"] = out["text"]
+        if it["finish"] == "abort":
+            it["result"], it["error"] = "abort", reason.get("message")
+        elif it["finish"] == "length":
+            it["result"] = "length"
+        else:
+            it["result"], err = check(it["schema"], out["text"])
+            if err:
+                it["error"] = err
+
+    rows, totals = [], defaultdict(int)
+    subsets = list(dict.fromkeys(it["subset"] for it in items))
+    for sub in subsets + ["all"]:
+        group = [it for it in items if sub in ("all", it["subset"])]
+        c = {k: sum(1 for it in group if pred(it)) for k, pred in {
+            "schemas": lambda it: True,
+            "compiled": lambda it: it["status"] == "compiled",
+            "refused": lambda it: it["status"] == "refused",
+            "failed": lambda it: it["status"] == "failed",
+            "generated": lambda it: "finish" in it,
+            "finished": lambda it: it.get("finish") == "stop",
+            "parsed": lambda it: it.get("result") in ("valid", "invalid"),
+            "valid": lambda it: it.get("result") == "valid",
+        }.items()}
+        rate = f"{c['valid'] / c['finished']:.0%}" if c["finished"] else "-"
+        rows.append([f"**{sub}**" if sub == "all" else sub, c["schemas"], c["compiled"], c["refused"], c["failed"],
+                     c["generated"], c["finished"], c["parsed"], c["valid"], rate])
+        if sub == "all":
+            totals.update(c)
+    print(f"\n## End to end over jsonschemas-dev (greedy, {args.dtype}, max_new_tokens {args.max_new_tokens})\n")
+    print(md_table(["subset", "schemas", "compiled", "refused", "failed", "generated",
+                    "finished", "parsed", "valid", "valid / finished"], rows))
+    print(f"\ncompile {compile_s:.1f} s (serial, cold); generate {gen_s:.1f} s for {len(todo)} requests in one "
+          f"batch; {stats['forwards']} forwards, {stats['generation_tokens']} generated tokens.")
+    fails = [it for it in items if it["status"] != "compiled" or it.get("result") not in ("valid", "length")]
+    if fails:
+        print("\n### Failures (refused / failed compiles, aborts, unparsable or invalid outputs)\n")
+        print(md_table(["schema", "what", "error"],
+                       [[it["id"], it.get("result") if it["status"] == "compiled" else it["status"],
+                         (it.get("error") or "").replace("|", "\\|").replace("\n", " ")[:240]] for it in fails]))
+    length = [it for it in items if it.get("result") == "length"]
+    if length:
+        print("\n### Ran to max_new_tokens (not counted in the rate)\n")
+        print(", ".join(f"{it['id']} ({it['text'][-40:]!r})" for it in length))
+    RESULTS.mkdir(exist_ok=True)
+    report = {"args": vars(args), "compile_s": compile_s, "generate_s": gen_s, "totals": dict(totals),
+              "table": rows, "schemas": [{k: v for k, v in it.items() if k != "schema"} for it in items]}
+    (RESULTS / "schemas_e2e.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nwrote {RESULTS / 'schemas_e2e.json'}")
+
+
+if __name__ == "__main__":
+    main()
