@@ -9,17 +9,40 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Hashable
 
-from .grammar import CompiledGrammar, compile_regex
-from .json_schema import WHITESPACE, json_schema_to_regex
+from .grammar import CompiledGrammar, compile_regex, num_states
+from .errors import RegexTooLarge
+from .json_schema import WHITESPACE, JsonOptions, json_schema_to_regex
 from .json_values import escape
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
+# Building the index costs ~1 ms per automaton state with a 49k-token vocabulary, so a JSON
+# schema whose automaton is larger than the budget is converted again with more narrowing
+# (each step only drops valid texts: fewer unrolled $refs, shallower free-form values,
+# shorter counted strings, no additional properties beside declared ones, and last only the
+# required properties of ever shallower nested objects).
+JSON_LADDER = (
+    JsonOptions(any_depth=5),
+    JsonOptions(),
+    JsonOptions(max_recursion=2, any_depth=2, extra_depth=1, length_cap=64),
+    JsonOptions(max_recursion=2, any_depth=1, extra_depth=1, length_cap=32, exact_until=16),
+    JsonOptions(max_recursion=1, any_depth=1, extra_depth=0, length_cap=16, exact_until=8,
+                additional=False),
+    *(JsonOptions(max_recursion=1, any_depth=0, extra_depth=0, length_cap=16, exact_until=0,
+                  additional=False, optional_depth=depth) for depth in (None, 3, 2, 1, 0)),
+)
+MAX_JSON_REGEX_CHARS = 2_000_000  # past this even the byte-level automaton takes seconds
+# A small but typical schema (keys, strings, numbers, an enum, extras) to time indexing with.
+CALIBRATION_SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string"}, "count": {"type": "integer", "minimum": 0},
+    "price": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "kind": {"enum": ["alpha", "beta"]}, "ok": {"type": "boolean"}}, "required": ["name"]}
 
 
 def canonical_spec(kind: str, spec: Any) -> Hashable:
@@ -53,18 +76,29 @@ def choices_regex(choices: tuple[str, ...]) -> str:
 
 
 class GrammarCompiler:
-    """Compiles grammar specs against one tokenizer's vocabulary (built once, here)."""
+    """Compiles grammar specs against one tokenizer's vocabulary (built once, here).
+
+    tokenizer: a transformers tokenizer (or a prebuilt TokenVocab); cache_size: LRU entries;
+    timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
+    after `,` and `:`; max_workers: compile threads; state_budget: automaton states a JSON
+    schema may have before it is narrowed (None: from timeout_s and the indexing speed measured
+    here at start, ~0.5 s).
+    """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
-                 whitespace: str = WHITESPACE, max_workers: int = 2) -> None:
+                 whitespace: str = WHITESPACE, max_workers: int = 2,
+                 state_budget: int | None = None) -> None:
         tv = tokenizer if isinstance(tokenizer, TokenVocab) else token_vocab_from_tokenizer(tokenizer)
         self.token_vocab = tv
         self.cache_size = cache_size
         self.timeout_s = timeout_s
         self.whitespace = whitespace
+        self.state_budget = state_budget  # None: from the measured indexing speed
+        self._sec_per_state = self._calibrate()
         self._cache: OrderedDict[tuple[str, Hashable], CompiledGrammar] = OrderedDict()
         self._pending: dict[tuple[str, Hashable], Future[CompiledGrammar]] = {}
-        self._lock = threading.Lock()
+        self._started: dict[tuple[str, Hashable], float] = {}  # when a pending compile began
+        self._lock = threading.RLock()  # a done-callback may run at once, inside submit()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
 
     @property
@@ -92,46 +126,117 @@ class GrammarCompiler:
                 return out
             work = self._pending.get(key)
             if work is None:
-                work = self._pool.submit(self._compile_uncached, key)
+                work = self._pool.submit(self._run, key)
                 self._pending[key] = work
                 work.add_done_callback(lambda f, k=key: self._finish(k, f))
-        self._relay(work, out)
+        self._relay(key, work, out)
         return out
 
-    def _relay(self, work: "Future[CompiledGrammar]", out: "Future[CompiledGrammar]") -> None:
-        """Complete `out` from `work`, or with a timeout error if `work` takes too long."""
-        def expire() -> None:
+    def _relay(self, key: tuple[str, Hashable], work: "Future[CompiledGrammar]",
+               out: "Future[CompiledGrammar]") -> None:
+        """Complete `out` from `work`, or fail it once `work` has *run* longer than timeout_s
+        (time spent queued behind other compiles does not count)."""
+        def check() -> None:
+            if work.done() or out.done():
+                return
+            started = self._started.get(key)
+            left = self.timeout_s if started is None else self.timeout_s - (time.monotonic() - started)
+            if left > 0:
+                arm(left)
+                return
             _settle(out, error=ValueError(f"grammar compilation exceeded {self.timeout_s:g} s; "
                                           "simplify the spec or raise timeout_s"))
-        timer = threading.Timer(self.timeout_s, expire)
-        timer.daemon = True
+
+        def arm(delay: float) -> None:
+            timer = threading.Timer(delay, check)
+            timer.daemon = True
+            timer.start()
 
         def done(f: "Future[CompiledGrammar]") -> None:
-            timer.cancel()
-            error = f.exception()
+            error = ValueError("the grammar compiler was shut down") if f.cancelled() else f.exception()
             _settle(out, result=None if error else f.result(), error=error)
-        timer.start()
+        arm(self.timeout_s)
         work.add_done_callback(done)
 
     def _finish(self, key: tuple[str, Hashable], work: "Future[CompiledGrammar]") -> None:
         with self._lock:
             self._pending.pop(key, None)
-            if work.exception() is None:
+            self._started.pop(key, None)
+            if not work.cancelled() and work.exception() is None:
                 self._cache[key] = work.result()
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
+
+    def _run(self, key: tuple[str, Hashable]) -> CompiledGrammar:
+        self._started[key] = time.monotonic()  # the time limit counts from here
+        return self._compile_uncached(key)
 
     def _compile_uncached(self, key: tuple[str, Hashable]) -> CompiledGrammar:
         kind, spec = key
         if kind == "regex":
             return compile_regex(spec, self.token_vocab)
         if kind == "json_schema":
-            regex = json_schema_to_regex(json.loads(spec), whitespace=self.whitespace)
-            return compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
+            return self._compile_json(json.loads(spec))
         # a marker byte no choice contains is one the regex cannot produce
         marker = next((m for m in MARKERS if all(m.decode() not in c for c in spec)), None)
         return compile_regex(choices_regex(spec), self.token_vocab, marker=marker)
+
+    def _calibrate(self) -> float:
+        """Seconds of index building per automaton state on this machine and vocabulary."""
+        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, JSON_LADDER[1])
+        start = time.perf_counter()
+        try:
+            compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
+        except ValueError:  # a small hand-made vocabulary cannot spell JSON: assume 1 ms
+            return 1e-3
+        return (time.perf_counter() - start) / num_states(regex)
+
+    def _budget(self, elapsed: float) -> int:
+        """States the index may have to be built in what is left of timeout_s (60% of it: index
+        speed varies with load, and a compile that times out is lost)."""
+        if self.state_budget is not None:
+            return self.state_budget
+        return max(500, int((0.6 * self.timeout_s - elapsed) / self._sec_per_state))
+
+    def _compile_json(self, schema: Any) -> CompiledGrammar:
+        """Compile at the first step of JSON_LADDER whose automaton fits the time budget: step 0
+        first (most schemas), then the last (fail fast), then a binary search between, since
+        automata shrink along the ladder."""
+        start = time.perf_counter()
+        measured: dict[int, tuple[str, int] | None] = {}
+
+        def fits(step: int) -> bool:
+            if step not in measured:
+                try:
+                    regex = json_schema_to_regex(schema, self.whitespace, JSON_LADDER[step])
+                except RegexTooLarge:
+                    regex = None
+                measured[step] = None if regex is None or len(regex) > MAX_JSON_REGEX_CHARS else \
+                    (regex, num_states(regex))  # a byte-level index: cheap next to the real one
+            found = measured[step]
+            return found is not None and found[1] <= self._budget(time.perf_counter() - start)
+
+        lo, hi = 0, len(JSON_LADDER) - 1
+        if not fits(lo):
+            if not fits(hi):
+                found = measured[hi]
+                raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even "
+                                 f"narrowed ({_size(found)}"
+                                 f", budget {self._budget(time.perf_counter() - start):,}); simplify "
+                                 "the schema or raise timeout_s")
+            lo += 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+        regex, states = measured[lo]  # type: ignore[misc]
+        built = time.perf_counter()
+        grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
+        per_state = (time.perf_counter() - built) / states
+        self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
+        grammar.compile_s = time.perf_counter() - start
+        grammar.info.update(states=states, narrowing_step=lo)
+        return grammar
 
     def cache_info(self) -> dict[str, int]:
         with self._lock:
@@ -151,3 +256,7 @@ def _settle(fut: "Future[CompiledGrammar]", result: CompiledGrammar | None = Non
             fut.set_result(result)  # type: ignore[arg-type]
     except InvalidStateError:  # the timer and the worker raced; the first one won
         return
+
+
+def _size(measured: tuple[str, int] | None) -> str:
+    return "a regex over 2M characters" if measured is None else f"{measured[1]:,} automaton states"

@@ -9,3 +9,8 @@ class UnsupportedSchemaError(ValueError):
         self.keyword, self.pointer = keyword, pointer or "/"
         super().__init__(f"unsupported JSON schema feature '{keyword}' at '{self.pointer}'"
                          + (f": {detail}" if detail else ""))
+
+
+class RegexTooLarge(ValueError):
+    """The regex for a schema outgrew what can be compiled in time (the compiler narrows the
+    schema further when it sees this)."""

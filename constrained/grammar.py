@@ -9,24 +9,30 @@ matched. So a token whose last byte leaves an accepting prefix for a non-accepti
 dropped: in `a(bc)?` after "a", the token "b" goes (the DFA sees "a" matched) and only "bc"
 survives; `12.5` dies at ".".
 
-We never let the regex match early: the index is built for `(?:R)M`, M being one ASCII control
-byte that R can never match. Then no proper prefix of any text the model can write is a match,
-so no transition is dropped. Acceptance of R is read back through a sentinel token whose bytes
-are M: a state accepts R iff the sentinel leads from it to a final state of the index. Real
-tokens holding the byte M are removed from every mask (R cannot produce M, so none is valid).
-Which M: JSON-schema regexes never match a raw control byte (JSON forbids them unescaped) and
-choices are plain strings, so M is known; for a user regex the first candidate is verified on
-the built index and the next one tried if the regex can produce it.
+We never let the regex match early: the index is built for `M(?:R)M`, M being one ASCII
+control byte that R can never produce. Then no proper prefix of any text the model can write
+is a match, so no transition is dropped. Acceptance of R is read back through a sentinel token
+whose bytes are M: a state accepts R iff the sentinel leads from it to a final state of the
+index. Real tokens holding the byte M are removed from every mask (R cannot produce M, so none
+is valid). The leading M is there for speed: regex-automata also builds the unanchored
+(search) half of the DFA, and with the match deferred to the end a counted repetition like
+`[0-9]{0,18}` would make it track every start position (2 s for one bounded integer); after a
+leading M no new start position can open, so that half stays as small as R's own DFA.
+
+Which M: JSON-schema regexes never produce a raw control byte (JSON forbids them unescaped) and
+choices are plain strings, so M is known; for a user regex candidates are checked on a cheap
+byte-level index and the first one the regex cannot produce is used.
 """
 from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
 import torch
-from outlines_core import Index
+from outlines_core import Index, Vocabulary
 
 from .jump_forward import compute_forced_bytes
 from .mask import pack_ids
@@ -35,22 +41,27 @@ from .vocab import MARKERS, TokenVocab
 
 
 class CompiledGrammar:
-    """An outlines-core Index plus per-state caches (mask rows, acceptance, forced bytes).
+    """outlines-core Indexes (one per vocabulary shard, see vocab.py) plus per-state caches:
+    mask rows, acceptance, forced bytes.
 
     Immutable as seen from outside; the caches fill lazily, at most once per automaton state,
     so any number of matchers (requests) can share one instance.
     """
 
-    def __init__(self, index: Index, tv: TokenVocab, marker: bytes, regex: str,
+    def __init__(self, indexes: tuple[Index, ...], tv: TokenVocab, marker: bytes, regex: str,
                  compile_s: float = 0.0) -> None:
-        self._index = index
+        self._indexes = indexes  # one per vocabulary shard; the same automaton states in each
+        self._index = indexes[0]
         self._tv = tv
         self._sentinel = tv.sentinel_ids[marker]
         self._marker_ids = tv.marker_token_ids[marker]
         self.marker = marker
         self.regex = regex
         self.compile_s = compile_s
-        self.initial_state: int = index.get_initial_state()
+        self.info: dict[str, int] = {}  # how it was built (states, narrowing step), for reports
+        # the index starts before the leading marker; the grammar starts after it
+        self.initial_state: int = self._index.get_next_state(self._index.get_initial_state(),
+                                                             self._sentinel)
         self._rows: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
         self._accepting: dict[int, bool] = {}
         self._has_text: dict[int, bool] = {}
@@ -97,8 +108,8 @@ class CompiledGrammar:
         cached = self._rows.get(state)
         if cached is not None:
             return cached
-        allowed = self._index.get_allowed_tokens(state) or []
-        ids = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
+        parts = [index.get_allowed_tokens(state) or [] for index in self._indexes]
+        ids = np.concatenate([np.fromiter(p, dtype=np.int64, count=len(p)) for p in parts])
         ids = ids[(ids < self._tv.size) & (ids != self._tv.eos_token_id)]  # drop sentinels
         if self._marker_ids.size:
             ids = ids[~np.isin(ids, self._marker_ids)]
@@ -117,7 +128,7 @@ class CompiledGrammar:
         row = self.row(state)
         if not (int(row[token_id >> 5]) >> (token_id & 31)) & 1:
             return None
-        return self._index.get_next_state(state, token_id)
+        return self._indexes[self._tv.shard_of[token_id]].get_next_state(state, token_id)
 
     def forced_bytes(self, state: int) -> bytes:
         """Bytes every continuation from `state` starts with (cached; see jump_forward.py)."""
@@ -155,6 +166,8 @@ def _regex_problem(regex: str) -> str:
         ops = set(_ops(re._parser.parse(regex)))  # type: ignore[attr-defined]
     except re.error as e:
         return f"invalid regex ({e})"
+    except RecursionError:
+        return "the regex nests groups too deeply (regex-syntax allows ~80 levels)"
     for names, what in ((("ASSERT", "ASSERT_NOT"), "look-around"), (("GROUPREF",), "a backreference"),
                         (("AT_BOUNDARY", "AT_NON_BOUNDARY"), "a word boundary")):
         if ops.intersection(names):
@@ -162,28 +175,49 @@ def _regex_problem(regex: str) -> str:
     return "the regex could not be compiled to a DFA (unsupported syntax or too large)"
 
 
-def _build_index(regex: str, tv: TokenVocab, marker: bytes) -> Index:
-    marked = f"(?:{regex})\\x{marker[0]:02x}"
+def _build_index(regex: str, vocab: Vocabulary, marker: bytes) -> Index:
+    """Index of `M(?:regex)M`; regex-automata's errors become messages naming the problem."""
+    m = f"\\x{marker[0]:02x}"
+    marked = f"{m}(?:{regex}){m}"
     try:
-        return Index(marked, tv.vocab)
+        return Index(marked, vocab)
     except ValueError as e:
         if "Failed to build DFA" in str(e):
             raise ValueError(f"{_regex_problem(regex)}: {regex[:200]!r}") from None
         raise ValueError(f"cannot index regex {regex[:200]!r}: {e}") from None
 
 
-def _marker_is_safe(index: Index, tv: TokenVocab, marker: bytes) -> bool:
-    """True if the regex never produces the marker byte (checked on every indexed state)."""
-    sentinel = tv.sentinel_ids[marker]
+# Every single byte as its own token: an index over it has every DFA state reachable by text,
+# with at most 256 transitions each, so inspecting all of them is cheap (the real vocabulary's
+# index has tens of thousands per state).
+_BYTE_EOS = 256
+_BYTE_VOCAB = Vocabulary(_BYTE_EOS, {bytes([b]): [b] for b in range(256)})
+
+
+def marker_is_safe(regex: str, marker: bytes) -> bool:
+    """True if `regex` can never produce the byte `marker` (checked on the byte-level index)."""
+    index = _build_index(regex, _BYTE_VOCAB, marker)
     transitions = index.get_transitions()
+    transitions.pop(index.get_initial_state())  # the leading marker is read there by design
     for nexts in transitions.values():
-        nxt = nexts.get(sentinel)
-        if nxt is None:
-            continue
-        # M read as R's own text (non-final), or R continuing after an accepted prefix + M
-        if not index.is_final_state(nxt) or len(transitions.get(nxt, {})) > 1:
+        nxt = nexts.get(marker[0])
+        # M read as the regex's own text (non-final), or text continuing after accept + M
+        if nxt is not None and (not index.is_final_state(nxt) or len(transitions.get(nxt, {})) > 1):
             return False
     return True
+
+
+def num_states(regex: str) -> int:
+    """DFA states of `regex` reachable by text (for reports; a byte-level index, cheap)."""
+    return len(_build_index(regex, _BYTE_VOCAB, MARKERS[0]).get_transitions())
+
+
+def _build_indexes(regex: str, tv: TokenVocab, marker: bytes) -> tuple[Index, ...]:
+    """One index per vocabulary shard, built concurrently (outlines-core releases the GIL)."""
+    if len(tv.shards) == 1:
+        return (_build_index(regex, tv.shards[0], marker),)
+    with ThreadPoolExecutor(len(tv.shards), thread_name_prefix="index") as pool:
+        return tuple(pool.map(lambda vocab: _build_index(regex, vocab, marker), tv.shards))
 
 
 def compile_regex(regex: str, tv: TokenVocab, marker: bytes | None = None) -> CompiledGrammar:
@@ -191,13 +225,11 @@ def compile_regex(regex: str, tv: TokenVocab, marker: bytes | None = None) -> Co
     never to match that byte; otherwise candidates are tried and verified."""
     start = time.perf_counter()
     regex = strip_anchors(regex)
+    if marker is None:
+        marker = next((m for m in MARKERS if marker_is_safe(regex, m)), None)
     if marker is not None:
-        index = _build_index(regex, tv, marker)
-        return CompiledGrammar(index, tv, marker, regex, time.perf_counter() - start)
-    for candidate in MARKERS:
-        index = _build_index(regex, tv, candidate)
-        if _marker_is_safe(index, tv, candidate):
-            return CompiledGrammar(index, tv, candidate, regex, time.perf_counter() - start)
+        indexes = _build_indexes(regex, tv, marker)
+        return CompiledGrammar(indexes, tv, marker, regex, time.perf_counter() - start)
     raise ValueError("the regex can produce every ASCII control byte, so the end marker that works "
                      "around outlines-core 0.2.14's dropped transitions has no room; exclude "
                      "control characters (e.g. use [^\\x00] instead of .|\\n)")

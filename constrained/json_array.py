@@ -42,8 +42,8 @@ def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
     k = len(prefix_rx)
     rest_rx = None
     if k == len(prefix) and (hi is None or hi > k):
-        rest_rx = conv.value(rest, f"{ptr}/{rest_kw}") if rest is not True else \
-            conv.any_value(conv.any_depth - 1)
+        depth = conv.options.extra_depth if prefix else conv.options.any_depth - 1
+        rest_rx = conv.value(rest, f"{ptr}/{rest_kw}") if rest is not True else conv.any_value(depth)
     if rest_rx is None:
         hi = k if hi is None else min(hi, k)
     if hi is not None and lo > hi:
@@ -51,7 +51,9 @@ def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
     if k == 0:
         if hi == 0 or rest_rx is None:
             return r"\[\]" if lo == 0 else None
-        body = rest_rx + repeat(sep + rest_rx, max(lo - 1, 0), None if hi is None else hi - 1)
+        # (item sep)* item, not item (sep item)*: the two copies of the item then start together
+        # and the DFA reads them in parallel instead of holding each separately
+        body = repeat(rest_rx + sep, max(lo - 1, 0), None if hi is None else hi - 1) + rest_rx
         return r"\[" + (body if lo >= 1 else f"(?:{body})?") + r"\]"
     seq = "" if rest_rx is None else repeat(sep + rest_rx, max(lo - k, 0), None if hi is None else hi - k)
     for j in reversed(range(k)):

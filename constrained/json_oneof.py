@@ -3,7 +3,8 @@ text generated from branch i must be shown to fail every other branch j, or the 
 refused. Shown by (first that applies, for each ordered pair):
 
 1. types: what i generates and what j accepts share no JSON type;
-2. values: both are enum/const with no common value;
+2. values: both are enum/const with no common value, or both have string patterns no string
+   matches together (checked on interegular automata);
 3. a discriminator: a key i always writes with values j's property of that name forbids;
 4. a key j requires that i never writes (i is closed without it) ...
 5. ... or that i can be made never to write: the key is added to i's forbidden keys (a
@@ -18,6 +19,7 @@ from typing import Any, Callable
 from .errors import UnsupportedSchemaError
 from .json_merge import merge_all
 from .json_object import FORBID
+from .json_pattern import patterns_disjoint
 from .schema_check import ALL_TYPES, infer_types
 
 Resolve = Callable[[str], Any]
@@ -31,6 +33,10 @@ class _Info:
     required: set[str] = field(default_factory=set)
     closed: set[str] | None = None  # allowed keys when additionalProperties is false
     tags: dict[str, list] = field(default_factory=dict)  # required key -> its enum values
+    pattern: str | None = None  # a string branch's pattern
+    values_of: dict[str, list] = field(default_factory=dict)  # declared key -> its enum values
+    declared: set[str] = field(default_factory=set)
+    extra_values: list | None = None  # enum values additional members must take
 
 
 def _value_types(values: list) -> set[str]:
@@ -42,31 +48,57 @@ def _value_types(values: list) -> set[str]:
     return out
 
 
-def _info(branch: Any, resolve: Resolve, ptr: str) -> _Info:
+def _info(branch: Any, resolve: Resolve, ptr: str, depth: int = 0) -> _Info:
     s = merge_all([branch], resolve, ptr)
     if s is False:
         return _Info(set(), set(), [])
-    if "anyOf" in s or "oneOf" in s:  # nested choice: only its types are used
-        subs = [_info(b, resolve, ptr) for b in s.get("anyOf", []) + s.get("oneOf", [])]
-        gen = set().union(*(i.generates for i in subs))
-        return _Info(gen, set().union(*(i.accepts for i in subs)), None)
+    if "anyOf" in s or "oneOf" in s:
+        rest = {k: v for k, v in s.items() if k not in ("anyOf", "oneOf")}
+        if depth >= 4:  # deep nesting: only say "could be anything"
+            return _Info(set(ALL_TYPES), set(ALL_TYPES), None)
+        subs = [_info({"allOf": [rest, b]}, resolve, ptr, depth + 1)
+                for b in s.get("anyOf", []) + s.get("oneOf", [])]
+        return _combine(subs)
     values = [s["const"]] if "const" in s else s.get("enum")
     declared = infer_types(s)
     gen = set(declared) if declared is not None else set(ALL_TYPES)
-    accepts = set(ALL_TYPES) if "type" not in s else set(declared or ALL_TYPES)
+    accepts = set(ALL_TYPES) if "type" not in s or declared is None else set(declared)
     if values is not None:
         gen &= _value_types(values) | ({"integer"} if "number" in _value_types(values) else set())
-    info = _Info(gen, accepts, values)
+    info = _Info(gen, accepts, values, pattern=s.get("pattern") if isinstance(s.get("pattern"), str) else None)
     if gen <= {"object"}:
         info.required = set(s.get("required", []))
         props = s.get("properties") or {}
         if s.get("additionalProperties", True) is False and not s.get("patternProperties"):
             info.closed = set(props) - set(s.get(FORBID, []))
-        for key in info.required:
-            sub = merge_all([props.get(key, True)], resolve, ptr)
+        for key, sub in props.items():
+            sub = merge_all([sub], resolve, ptr)
             if isinstance(sub, dict) and ("enum" in sub or "const" in sub):
-                info.tags[key] = [sub["const"]] if "const" in sub else sub["enum"]
+                info.values_of[key] = [sub["const"]] if "const" in sub else sub["enum"]
+        extra = s.get("additionalProperties", True)
+        if isinstance(extra, dict) and not s.get("patternProperties") and ("enum" in extra or "const" in extra):
+            info.extra_values = [extra["const"]] if "const" in extra else extra["enum"]
+        info.declared = set(props)
+        info.tags = {k: info.values_of[k] for k in info.required if k in info.values_of}
     return info
+
+
+def _combine(subs: list[_Info]) -> _Info:
+    """What holds for every branch of a nested anyOf/oneOf."""
+    out = _Info(set().union(*(i.generates for i in subs)), set().union(*(i.accepts for i in subs)),
+                None if any(i.values is None for i in subs) else [v for i in subs for v in i.values])
+    if subs and all(i.generates <= {"object"} for i in subs):
+        out.required = set.intersection(*(i.required for i in subs))
+        out.tags = {k: [v for i in subs for v in i.tags[k]] for k in out.required
+                    if all(k in i.tags for i in subs)}
+    return out
+
+
+def _constraint(j: _Info, key: str) -> list | None:
+    """The enum a member `key` must take under j, None if unconstrained (or unknown)."""
+    if key in j.declared:
+        return j.values_of.get(key)
+    return j.extra_values
 
 
 def _canon(values: list) -> set[str]:
@@ -84,9 +116,13 @@ def _excluded(i: _Info, j: _Info, forbidden: set[str]) -> bool:
         return True
     if i.values is not None and j.values is not None and not _canon(i.values) & _canon(j.values):
         return True
+    if i.generates <= {"string"} and i.pattern and j.pattern and patterns_disjoint(i.pattern, j.pattern):
+        return True  # j's pattern rejects every string i writes
     if i.generates <= {"object"} and j.generates <= {"object"}:  # j's object rules bind i's text
-        if any(k in j.tags and not _canon(v) & _canon(j.tags[k]) for k, v in i.tags.items()):
-            return True
+        for key, values in i.tags.items():  # i always writes key with one of values
+            allowed = _constraint(j, key)
+            if allowed is not None and not _canon(values) & _canon(allowed):
+                return True
         missing = j.required - i.required  # keys j needs that i may leave out
         if missing & forbidden or (i.closed is not None and missing - i.closed):
             return True

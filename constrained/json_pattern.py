@@ -16,6 +16,8 @@ import re
 from re import _constants as C  # type: ignore[attr-defined]
 from re import _parser as P  # type: ignore[attr-defined]
 
+import interegular
+
 from .json_values import STRING_CHAR, class_char, encode_char, hex_any_case
 
 Intervals = list[tuple[int, int]]
@@ -215,3 +217,57 @@ def pattern_body(pattern: str) -> str:
         # (Python's $ would also allow one trailing newline: not generated, a safe subset)
         out.append(("" if start else STRING_CHAR + "*") + _emit(body) + ("" if end else STRING_CHAR + "*"))
     return out[0] if len(out) == 1 else "(?:" + "|".join(out) + ")"
+
+
+def bounded_pattern_body(pattern: str, lo: int, hi: int | None) -> str | None:
+    """A pattern together with minLength/maxLength, where expressible: `^X{a,b}$` (also `+`,
+    `*`) with X a single character or class becomes X{max(a, lo), min(b, hi)}."""
+    try:
+        parsed = P.parse(pattern)
+    except re.error as e:
+        raise PatternError(f"invalid regex ({e})") from None
+    items = list(parsed)
+    if len(items) == 3 and _is_start(items[0]) and _is_end(items[2]) and \
+            items[1][0] in (C.MAX_REPEAT, C.MIN_REPEAT) and len(items[1][1][2]) == 1 and \
+            items[1][1][2][0][0] in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY):
+        a, b, body = items[1][1]
+        top = hi if b is C.MAXREPEAT else (b if hi is None else min(b, hi))
+        bottom = max(a, lo)
+        if top is not None and top < bottom:
+            return None
+        return f"(?:{_emit(body)}){{{bottom},{'' if top is None else top}}}"
+    raise PatternError("pattern combined with minLength/maxLength (only ^X{m,n}$ with one "
+                       "character class X can be combined)")
+
+
+def _search_fsm(pattern: str) -> "interegular.FSM | None":
+    """interegular automaton of the strings `pattern` re.search-es, None if it cannot say."""
+    body, start = (pattern[1:], True) if pattern.startswith("^") else (pattern, False)
+    end = body.endswith("$") and not body.endswith("\\$")
+    body = body[:-1] if end else body
+    depth, escaped, in_class = 0, False, False
+    for ch in body:  # anchors elsewhere, or a top-level | beside an anchor: give up
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif ch == "$" or (ch == "^") or (ch == "|" and depth == 0 and (start or end)):
+            return None
+    anything = r"[\s\S]*"  # `.` would leave out newlines
+    wrapped = ("" if start else anything) + f"(?:{body})" + ("" if end else anything)
+    try:
+        return interegular.parse_pattern(wrapped).to_fsm()
+    except (interegular.patterns.Unsupported, interegular.patterns.InvalidSyntax):
+        return None
+
+
+def patterns_disjoint(a: str, b: str) -> bool:
+    """True when no string matches both patterns (proved on interegular automata)."""
+    fa, fb = _search_fsm(a), _search_fsm(b)
+    return fa is not None and fb is not None and (fa & fb).empty()

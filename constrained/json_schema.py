@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import UnsupportedSchemaError
+from .errors import RegexTooLarge, UnsupportedSchemaError
 from .json_array import array_regex
 from .json_merge import merge_all
 from .json_object import object_regex
 from .json_oneof import make_exclusive
-from .json_pattern import PatternError, pattern_body
-from .json_values import (BOOLEAN, FORMATS, NULL, NUMBER, STRING_CHAR, UNSUPPORTED_FORMATS,
+from .json_pattern import PatternError, bounded_pattern_body, pattern_body
+from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, NUMBER, UNSUPPORTED_FORMATS, bounded_string,
                           integer_range, json_literal, number_range)
 from .schema_check import check_keywords, infer_types, instance_ok
 
@@ -38,13 +39,36 @@ def alt(parts: list[str | None]) -> str | None:
     return kept[0] if len(kept) == 1 else "(?:" + "|".join(kept) + ")"
 
 
-class Converter:
-    """One schema's conversion: the root (for $ref), the whitespace, the depth budgets."""
+@dataclass(frozen=True)
+class JsonOptions:
+    """How far the converter may narrow a schema to keep its automaton small (every setting
+    only removes valid texts, never adds invalid ones).
 
-    def __init__(self, root: Any, whitespace: str, max_recursion: int, any_depth: int) -> None:
-        self.root, self.ws = root, whitespace
-        self.max_recursion, self.any_depth = max_recursion, any_depth
+    max_recursion: times one $ref may be open at once (recursive schemas are unrolled to it);
+    any_depth: container nesting inside free-form values (`{}`, objects and arrays that declare
+    nothing); extra_depth: the same for untyped additional properties beside declared ones and
+    array items after prefixItems; length_cap / exact_until: see
+    json_values.bounded_string; additional: generate additional properties where the schema
+    allows them (False: only for objects that declare no properties at all); optional_depth:
+    objects nested deeper than this write their required properties only (None: no limit).
+    """
+    max_recursion: int = 3
+    any_depth: int = 3
+    extra_depth: int = 2
+    length_cap: int = 128
+    exact_until: int = 32
+    additional: bool = True
+    optional_depth: int | None = None
+
+
+class Converter:
+    """One schema's conversion: the root (for $ref), the whitespace, the narrowing options."""
+
+    def __init__(self, root: Any, whitespace: str, options: JsonOptions) -> None:
+        self.root, self.ws, self.options = root, whitespace, options
+        self.max_recursion, self.any_depth = options.max_recursion, options.any_depth
         self.ref_stack: list[str] = []
+        self.object_depth = 0  # objects open around the value being converted
         self._memo: dict[tuple, str | None] = {}
         self._any: dict[int, str] = {}
 
@@ -107,7 +131,8 @@ class Converter:
         ref = schema["$ref"]
         if self.ref_stack.count(ref) >= self.max_recursion:
             return None  # recursion unrolled to its bound: no deeper instances
-        key = (ref, tuple(self.ref_stack), json.dumps(schema, sort_keys=True))
+        depth = self.object_depth if self.options.optional_depth is not None else 0
+        key = (ref, tuple(self.ref_stack), depth, json.dumps(schema, sort_keys=True))
         if key in self._memo:
             return self._memo[key]
         target = self.resolve(ref, ptr)
@@ -153,18 +178,14 @@ class Converter:
                                              "format combined with pattern/minLength/maxLength")
             return '"' + FORMATS[fmt] + '"'
         if pattern is not None:
-            if has_len:
-                raise UnsupportedSchemaError("pattern", ptr + "/pattern",
-                                             "pattern combined with minLength/maxLength")
             try:
-                return '"' + pattern_body(pattern) + '"'
+                body = bounded_pattern_body(pattern, lo, hi) if has_len else pattern_body(pattern)
             except PatternError as e:
                 raise UnsupportedSchemaError("pattern", ptr + "/pattern", str(e)) from None
-        if hi is not None and hi < lo:
-            return None
+            return None if body is None else '"' + body + '"'
         if not has_len:
-            return '"' + STRING_CHAR + '*"'
-        return '"' + STRING_CHAR + "{" + f"{lo},{'' if hi is None else hi}" + '}"'
+            return FREE_STRING  # nothing counted: the lean form is exact enough
+        return bounded_string(lo, hi, self.options.length_cap, self.options.exact_until)
 
     def _number(self, t: str, s: dict, ptr: str) -> str | None:
         step = s.get("multipleOf")
@@ -191,14 +212,15 @@ class Converter:
     def any_value(self, depth: int) -> str:
         """Any JSON value nested at most `depth` containers deep (a narrowing of `{}`)."""
         if depth not in self._any:
-            scalar = f'(?:"{STRING_CHAR}*"|{NUMBER}|{BOOLEAN}|{NULL})'
+            scalar = f"(?:{FREE_STRING}|{NUMBER}|{BOOLEAN}|{NULL})"
             if depth <= 0:
                 self._any[depth] = f"(?:{scalar}|\\[\\]|\\{{\\}})"
             else:
                 inner, sep = self.any_value(depth - 1), "," + self.ws
-                member = f'"{STRING_CHAR}*":{self.ws}{inner}'
-                self._any[depth] = (f"(?:{scalar}|\\[(?:{inner}(?:{sep}{inner})*)?\\]"
-                                    f"|\\{{(?:{member}(?:{sep}{member})*)?\\}})")
+                member = f"{FREE_STRING}:{self.ws}{inner}"
+                # (x sep)* x keeps one DFA copy of x per level (see json_object._members_by_last)
+                self._any[depth] = (f"(?:{scalar}|\\[(?:(?:{inner}{sep})*{inner})?\\]"
+                                    f"|\\{{(?:(?:{member}{sep})*{member})?\\}})")
         return self._any[depth]
 
 
@@ -217,23 +239,23 @@ def _bound(s: dict, inclusive: str, exclusive: str, ptr: str) -> tuple[float, bo
 
 
 def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE,
-                         max_recursion: int = 3, any_depth: int = 3) -> str:
+                         options: JsonOptions = JsonOptions()) -> str:
     """Regex (whole-text match) for JSON texts valid under `schema`.
 
-    max_recursion: how many times one $ref may be open at once (recursive schemas are unrolled
-    to this depth); any_depth: nesting allowed inside free-form values (`{}`, untyped
-    additional properties). Raises UnsupportedSchemaError for features that cannot be honoured
-    and ValueError when no JSON text is valid.
+    `whitespace` goes after every `,` and `:`; `options` bound the narrowings (JsonOptions).
+    Raises UnsupportedSchemaError for features that cannot be honoured and ValueError when no
+    JSON text is valid.
     """
     if isinstance(schema, str):
         schema = json.loads(schema)
-    conv = Converter(schema, whitespace, max_recursion, any_depth)
+    conv = Converter(schema, whitespace, options)
     regex = conv.value(schema, "")
     if regex is None:
         raise ValueError("the schema admits no JSON value (within the recursion bound)")
     if len(regex) > MAX_REGEX_CHARS:
-        raise UnsupportedSchemaError("schema", "", f"the regex would be {len(regex):,} characters")
+        raise RegexTooLarge(f"the schema needs a regex of {len(regex):,} characters")
     return regex
 
 
-__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "WHITESPACE", "Converter", "alt"]
+__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "WHITESPACE", "JsonOptions", "Converter",
+           "alt"]

@@ -15,11 +15,10 @@ HEX = "[0-9a-fA-F]"
 STRING_CHAR = (r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]'
                rf"|\\u(?:[0-9a-cA-Ce-fE-F]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})"
                rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})")
-INTEGER = r"-?(?:0|[1-9][0-9]{0,18})"
-# Digits are bounded (19 integer, 24 fraction, 3 exponent) so a model cannot run on in a number;
-# every double json.dumps writes fits.
-FRACTION, EXPONENT = r"(?:\.[0-9]{1,24})?", r"(?:[eE][+-]?[0-9]{1,3})?"
-NUMBER = INTEGER + FRACTION + EXPONENT
+# Digits are not counted: each counted digit would cost a DFA state (and index time) in every
+# number of the schema; a model that never stops a number ends at max_new_tokens.
+INTEGER = r"-?(?:0|[1-9][0-9]*)"
+NUMBER = INTEGER + r"(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 BOOLEAN, NULL = "(?:true|false)", "null"
 
 _META = set(r"\.+*?()|[]{}^$")
@@ -131,7 +130,7 @@ def natural_range(lo: int, hi: int | None) -> str | None:
         if a <= b:
             parts.append(_same_length(str(a), str(b)))
     if hi is None:
-        parts.append(f"[1-9][0-9]{{{top},18}}" if top < 19 else "")
+        parts.append(f"[1-9][0-9]{{{top},}}")
     return "(?:" + "|".join(p for p in parts if p) + ")"
 
 
@@ -186,8 +185,7 @@ UNSUPPORTED_FORMATS = {"regex", "json-pointer", "relative-json-pointer", "uri-te
 
 # ---- bounded numbers ----------------------------------------------------------------------
 
-_FRAC = {"any": r"(?:\.[0-9]{1,24})?", "zero": r"(?:\.0{1,24})?",
-         "nonzero": r"\.0{0,23}[1-9][0-9]{0,23}"}
+_FRAC = {"any": r"(?:\.[0-9]+)?", "zero": r"(?:\.0+)?", "nonzero": r"\.0*[1-9][0-9]*"}
 Bound = tuple[int, bool]  # (value, exclusive)
 
 
@@ -240,3 +238,45 @@ def repeat(rx: str, lo: int, hi: int | None) -> str:
     if (lo, hi) == (0, 1):
         return f"(?:{rx})?"
     return f"(?:{rx}){{{lo},{'' if hi is None else hi}}}"
+
+
+# ---- strings with a length ----------------------------------------------------------------
+
+# One character, counted by maxLength only: any \u escape counts as one (a surrogate pair then
+# counts two, which only makes the bound stricter). 13 DFA states a position against 24.
+FREE_CHAR = r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})'
+# Free-form and unconstrained strings use FREE_CHAR too (nothing is counted there).
+FREE_STRING = f'"{FREE_CHAR}*"'
+# Printable ASCII and short escapes: 2 states a position, for the far end of long bounds.
+ASCII_CHAR = r'(?:[ !#-\[\]-~]|\\["\\/bfnrt])'
+EXACT_UNTIL = 32  # positions past this (beyond minLength) are ASCII_CHAR
+LENGTH_CAP = 128  # a larger maxLength is enforced as this (if minLength allows)
+
+
+def bounded_string(lo: int, hi: int | None, length_cap: int = LENGTH_CAP,
+                   exact_until: int = EXACT_UNTIL) -> str | None:
+    """Regex for a JSON string of lo..hi characters.
+
+    A DFA counts characters by copying the character automaton once per position, so cost is
+    positions x states-per-character, and every state costs a pass over the vocabulary when the
+    index is built. Hence three narrowings (the text written is always valid): the first `lo`
+    positions use the exact unit, the next up to EXACT_UNTIL the lean one, positions beyond
+    that only printable ASCII and short escapes, and no more than LENGTH_CAP characters
+    (maxLength 4096 would otherwise cost ~8,000 states; capped it is ~600).
+    """
+    if hi is not None and hi < lo:
+        return None
+    if hi is not None and hi > max(lo, length_cap):
+        hi = max(lo, length_cap)
+    head = f"{STRING_CHAR}{{{lo}}}" if lo else ""
+    if hi is None:
+        return f'"{head}{FREE_CHAR}*"'
+    lean = max(min(hi, exact_until) - lo, 0)
+    far = hi - max(lo, exact_until)
+    if far <= 0:
+        return f'"{head}{repeat(FREE_CHAR, 0, lean)}"'
+    if lean == 0:
+        return f'"{head}{repeat(ASCII_CHAR, 0, far)}"'
+    # (lean full, then far ones) | (lean not full): both start alike, so the DFA runs them together
+    tail = f"(?:{repeat(FREE_CHAR, lean, lean)}{repeat(ASCII_CHAR, 0, far)}|{repeat(FREE_CHAR, 0, lean - 1)})"
+    return f'"{head}{tail}"'

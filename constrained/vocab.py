@@ -69,12 +69,17 @@ def token_bytes(tokenizer: Any) -> list[bytes | None]:
 class TokenVocab:
     """Everything compiled grammars share about one tokenizer.
 
-    `vocab` is the outlines-core Vocabulary (real tokens + sentinels), `size` the number of real
-    ids (mask width in tokens), `sentinel_ids[m]` the id of marker byte m, `marker_token_ids[m]`
-    the real ids whose bytes contain m (int64), `first_byte` an int16 [size] array (-1
-    for no bytes) and `byte_token[b]` a real id whose bytes are exactly b, or -1.
+    `shards` are outlines-core Vocabularies that split the real tokens between them (each also
+    holds every single-byte token and the sentinels, so each index built on one explores every
+    automaton state): indexes of the shards are built on parallel threads, outlines-core
+    releasing the GIL, and their allowed tokens united. `shard_of[id]` says which shard holds
+    a token. `size` is the number of real ids (mask width in tokens), `sentinel_ids[m]` the id
+    of marker byte m, `marker_token_ids[m]` the real ids whose bytes contain m (int64),
+    `first_byte` an int16 [size] array (-1 for no bytes) and `byte_token[b]` a real id whose
+    bytes are exactly b, or -1.
     """
-    vocab: Vocabulary
+    shards: tuple[Vocabulary, ...]
+    shard_of: np.ndarray
     size: int
     eos_token_id: int
     sentinel_ids: dict[bytes, int]
@@ -84,7 +89,7 @@ class TokenVocab:
 
 
 def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
-                      size: int | None = None) -> TokenVocab:
+                      size: int | None = None, num_shards: int = 1) -> TokenVocab:
     """pieces[id] = bytes of token id (None: never allowed by a grammar)."""
     size = max(size or 0, len(pieces), eos_token_id + 1)
     grouped: dict[bytes, list[int]] = {}
@@ -106,12 +111,25 @@ def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
             for b in set(piece).intersection(_MARKER_BYTES):
                 holders[bytes([b])].append(tid)
     contains = {m: np.array(ids, dtype=np.int64) for m, ids in holders.items()}
-    return TokenVocab(Vocabulary(eos_token_id, grouped), size, eos_token_id, sentinel_ids,
-                      contains, first_byte, byte_token)
+    parts: list[dict[bytes, list[int]]] = [{} for _ in range(num_shards)]
+    shard_of = np.zeros(size, dtype=np.int8)
+    for n, (piece, ids) in enumerate(grouped.items()):
+        if len(piece) == 1:  # single bytes (and sentinels) go to every shard
+            for part in parts:
+                part[piece] = ids
+        else:
+            parts[n % num_shards][piece] = ids
+            shard_of[[i for i in ids if i < size]] = n % num_shards
+    shards = tuple(Vocabulary(eos_token_id, part) for part in parts)
+    return TokenVocab(shards, shard_of, size, eos_token_id, sentinel_ids, contains, first_byte,
+                      byte_token)
 
 
-def token_vocab_from_tokenizer(tokenizer: Any) -> TokenVocab:
+def token_vocab_from_tokenizer(tokenizer: Any, num_shards: int = 2) -> TokenVocab:
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos_token_id; a grammar needs one to end on")
-    return build_token_vocab(token_bytes(tokenizer), eos, len(tokenizer))
+    pieces = token_bytes(tokenizer)
+    if sum(1 for p in pieces if p is not None and len(p) == 1) < 256:
+        num_shards = 1  # shards rely on single-byte tokens reaching every automaton state
+    return build_token_vocab(pieces, eos, len(tokenizer), num_shards)
