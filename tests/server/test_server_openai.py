@@ -10,12 +10,6 @@ import pytest
 pytestmark = pytest.mark.slow
 CHAT = [{"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Name a colour."}]
-# A schema that allows any object is the hardest case for outlines-core's index: it does not compile
-# within the engine's grammar_compile_timeout_s (10 s) on this CPU, is refused with a 400, and its
-# compile thread keeps a core busy long after. Not run, to spare the shared CPU; the mapping of
-# json_object onto a schema is checked in test_server_protocol.py.
-ANY_OBJECT_XFAIL = pytest.mark.xfail(reason="{'type': 'object'} exceeds the grammar compile timeout",
-                                     run=False)
 
 
 def test_models(oai: openai.OpenAI) -> None:
@@ -141,7 +135,6 @@ def test_response_format_json_schema(oai: openai.OpenAI) -> None:
     jsonschema.validate(json.loads(out.choices[0].message.content), schema)
 
 
-@ANY_OBJECT_XFAIL
 def test_response_format_json_object(oai: openai.OpenAI) -> None:
     out = oai.chat.completions.create(model="default", max_tokens=48, temperature=0, messages=CHAT,
                                       response_format={"type": "json_object"})
