@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from radixgen.constrained import GrammarCompiler, apply_bitmask, make_bitmask
+from radixgen.constrained import GrammarCompiler, apply_bitmask, fill_batch_bitmask, make_bitmask
 
 from .config import EngineConfig
 from .request import Req
@@ -48,16 +48,11 @@ class Constraints:
     @staticmethod
     def apply_masks(logits: torch.Tensor, reqs: list[Req]) -> None:
         """logits: float32 [B, V]; masks the rows of constrained requests in one tensor operation."""
-        rows = [i for i, r in enumerate(reqs) if r.grammar is not None]
-        if not rows:
+        if all(r.grammar is None for r in reqs):
             return
-        bitmask = make_bitmask(len(rows), logits.shape[-1])
-        for j, i in enumerate(rows):
-            reqs[i].grammar.fill_bitmask(bitmask, j)
-        index = torch.tensor(rows)
-        sub = logits.index_select(0, index)
-        apply_bitmask(sub, bitmask)
-        logits.index_copy_(0, index, sub)
+        bitmask = make_bitmask(len(reqs), logits.shape[-1])             # int32 [B, ceil(V / 32)]
+        fill_batch_bitmask(bitmask, [r.grammar for r in reqs])           # unconstrained rows stay all-ones
+        apply_bitmask(logits, bitmask)
 
     def forced_tokens(self, req: Req) -> list[int]:
         """Jump-forward: the tokens of the text the grammar forces from here, already accepted by the
