@@ -56,15 +56,14 @@ class EngineConfig:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "EngineConfig":
         """Build from keyword arguments; an unknown key is an error naming the closest valid one."""
-        aliases = {"model_path": "model", "max_model_len": "context_length",
-                   "enable_prefix_caching": None, "max_num_seqs": "max_running_requests"}
+        aliases = {"model_path": "model", "max_model_len": "context_length", "max_num_seqs": "max_running_requests"}
         names = {f.name for f in dataclasses.fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in kwargs.items():
             if key == "enable_prefix_caching":  # vLLM's switch, inverted
                 clean["disable_radix_cache"] = not value
                 continue
-            key = aliases.get(key) or key
+            key = aliases.get(key, key)
             if key not in names:
                 hint = difflib.get_close_matches(key, sorted(names), n=1)
                 raise ValueError(f"unknown engine option {key!r}"

@@ -7,12 +7,12 @@ import itertools
 import logging
 import queue
 import threading
-import time
 import uuid
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from .config import EngineConfig
 from .engine_core import EngineCore
+from .outputs import make_output, single_or_raise
 from .request import Req
 from .sampling_params import SamplingParams
 
@@ -155,7 +155,7 @@ class Engine:
         for i, item, single in self._completed(*args):
             results[i] = item
         ordered = [results[i] for i in range(len(results))]
-        return _single_or_raise(ordered[0]) if single else ordered
+        return single_or_raise(ordered[0]) if single else ordered
 
     def as_completed(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
                      return_logprob: bool = False, logprob_start_len: int | None = None,
@@ -218,7 +218,7 @@ class Engine:
                 if r.rid not in results:
                     self.abort(r.rid)
         ordered = [results[r.rid] for r in reqs]
-        return _single_or_raise(ordered[0]) if single else ordered
+        return single_or_raise(ordered[0]) if single else ordered
 
     async def _astream(self, reqs: list[Req], out: asyncio.Queue) -> AsyncIterator[dict]:
         left = {r.rid for r in reqs}
@@ -280,37 +280,3 @@ class Engine:
     def __del__(self) -> None:
         if getattr(self, "_thread", None) is not None and not self._stopped.is_set():
             self._stopped.set()
-
-
-def _single_or_raise(out: dict) -> dict:
-    """A lone request refused for its input (e.g. an unsupported schema) raises instead of returning
-    an abort; in a batch the abort is that request's output and the others run."""
-    reason = out["meta_info"]["finish_reason"] or {}
-    if reason.get("type") == "abort" and reason.get("status_code") == 400:
-        raise ValueError(reason["message"])
-    return out
-
-
-def make_output(req: Req, tokenizer: Any, delta: bool) -> dict[str, Any]:
-    """SGLang's output dict. With `delta`, text / output_ids hold only what is new since the last call."""
-    start = req.sent_ids if delta else 0  # with delta, logprobs too cover only the new tokens
-    text, ids = (req.text[req.sent_text:], req.output_ids[start:]) if delta else (req.text, req.output_ids)
-    if delta:
-        if req.finish is None and req.params.stop:  # hold back what may be the start of a stop string
-            text = text[: max(0, len(text) - max(map(len, req.params.stop)) + 1)]
-        req.sent_text, req.sent_ids = req.sent_text + len(text), len(req.output_ids)
-    now = time.perf_counter()
-    meta: dict[str, Any] = {
-        "id": req.rid, "prompt_tokens": len(req.prompt_ids), "completion_tokens": len(req.output_ids),
-        "cached_tokens": req.hit_len, "finish_reason": req.finish,
-        "e2e_latency": now - req.arrival,
-    }
-    if req.params.return_logprob:
-        decode = (lambda t: tokenizer.decode([t]))
-        fmt = lambda lps: [[lp, t, decode(t)] for lp, t in lps]  # noqa: E731
-        meta["output_token_logprobs"] = fmt(req.output_logprobs[start:])
-        meta["output_top_logprobs"] = [fmt(top) for top in req.output_top[start:]]
-        if req.params.logprob_start_len >= 0 and start == 0:
-            meta["input_token_logprobs"] = fmt(req.input_logprobs)
-            meta["input_top_logprobs"] = [fmt(top) for top in req.input_top]
-    return {"text": text, "output_ids": list(ids), "meta_info": meta}
