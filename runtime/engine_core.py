@@ -242,6 +242,7 @@ class EngineCore:
         """After an internal error: end every request cleanly and give back their KV."""
         for req in list(self.reqs.values()):
             self.abort(req.rid, message)
+        self.flush_cache()  # a failed forward may have left unwritten KV behind tokens it inserted
 
     def flush_cache(self) -> bool:
         if self.has_work:

@@ -69,3 +69,20 @@ def test_missing_model_and_corrupt_weights(tmp_path, tiny_dir):
     (broken / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2"}))
     with pytest.raises(ValueError):
         radixgen.Engine(str(broken), dtype="float32", max_total_tokens=100)
+
+
+def test_an_internal_error_fails_the_batch_and_the_engine_keeps_serving(tiny):
+    runner = tiny.core.runner
+    real = runner.forward
+
+    def broken(*args, **kwargs):
+        runner.forward = real  # fail once
+        raise RuntimeError("boom")
+
+    runner.forward = broken
+    out = tiny.generate(prompt="hello", sampling_params={"max_new_tokens": 4})
+    assert out["meta_info"]["finish_reason"]["type"] == "abort" and "boom" in out["meta_info"]["finish_reason"]["message"]
+    ok = tiny.generate(prompt="hello", sampling_params={"max_new_tokens": 4, "temperature": 0})
+    assert ok["meta_info"]["finish_reason"]["type"] in ("stop", "length")
+    s = tiny.get_stats()
+    assert s["kv_locked"] == 0 and s["kv_free"] + s["kv_evictable"] == s["kv_capacity"]
