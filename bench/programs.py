@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import torch
 
 import radixgen
+from launch import start_server  # bench/launch.py, beside this script
 from radixgen.frontend import RuntimeEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,26 +97,6 @@ class HF:
 
 
 # ---- the server ----
-def start_server(dtype: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "radixgen.runtime.server", "--port", str(port), "--dtype", dtype,
-                             "--max-total-tokens", "20000", "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(360):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the server did not start in 3 minutes")
-
-
 def measure(system: str, run: Callable[[Any, list[dict[str, Any]]], None], loads: dict, rows: list) -> None:
     for name, (program, inputs) in loads.items():
         run(program, inputs[:1])  # warm-up: first-call costs (tokenizer, kernels) are not the program's
@@ -144,7 +122,7 @@ def main() -> None:
     measure("radixgen in-process", run_dsl(engine), loads, rows)
     engine.shutdown()  # two cores: nothing else may compete with the next system
     if not args.skip_http:
-        proc, url = start_server(args.dtype)
+        proc, url = start_server(["--dtype", args.dtype, "--max-total-tokens", "20000"])
         try:
             endpoint = RuntimeEndpoint(url)
             measure("radixgen over HTTP", run_dsl(endpoint), loads, rows)
