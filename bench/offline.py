@@ -17,28 +17,20 @@ from pathlib import Path
 import torch
 
 import radixgen
+from hf_baseline import hf_generate  # bench/hf_baseline.py, beside this script
 from radixgen.cli import seed_messages
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_hf(model_dir: str, dtype: torch.dtype, convs: list, tokenizer, max_new: int) -> tuple[float, int]:
+def run_hf(model_dir: str, dtype: torch.dtype, convs: list, engine: radixgen.Engine, max_new: int) -> tuple[float, int]:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-    tokenizer.padding_side = "left"
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
-    start, tokens = time.perf_counter(), 0
-    for i in range(0, len(texts), 64):
-        batch = tokenizer(texts[i: i + 64], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, pad_token_id=pad)
-        new = out[:, batch["input_ids"].shape[1]:]
-        # count each row's tokens up to and including its first EOS, as radixgen reports them
-        for row in new.tolist():
-            tokens += next((k + 1 for k, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
-    return time.perf_counter() - start, tokens
+    prompts = [engine.apply_chat_template(c) for c in convs]  # the very token ids radixgen gets
+    start = time.perf_counter()
+    outs = hf_generate(model, prompts, engine.tokenizer.eos_token_id, max_new)
+    return time.perf_counter() - start, sum(map(len, outs))
 
 
 def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[float, int]:
@@ -67,7 +59,7 @@ def main() -> None:
         engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
         rg_s, rg_tok = run_radixgen(engine, convs, args.max_new_tokens)
         hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else run_hf(engine.model_path, dtype, convs,
-                                                                      engine.tokenizer, args.max_new_tokens)
+                                                                      engine, args.max_new_tokens)
         rows.append({"requests": n, "hf_s": hf_s, "hf_tok": hf_tok, "rg_s": rg_s, "rg_tok": rg_tok,
                      "hf_tok_s": hf_tok / hf_s if hf_tok else float("nan"), "rg_tok_s": rg_tok / rg_s,
                      "speedup": hf_s / rg_s})

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 import radixgen
+from hf_baseline import hf_generate  # bench/hf_baseline.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 Run = Callable[[list[list[int]], int], list[list[int]]]  # (prompts, max_new) -> outputs
@@ -91,18 +92,7 @@ def hf_runner(model_dir: str, dtype: torch.dtype, tok, sink: dict) -> Run:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
 
     def run(prompts: list[list[int]], max_new: int) -> list[list[int]]:
-        outs = []
-        for i in range(0, len(prompts), 64):
-            chunk = prompts[i: i + 64]
-            width = max(map(len, chunk))
-            ids = torch.tensor([[tok.eos_token_id] * (width - len(p)) + p for p in chunk])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
-            with torch.inference_mode():
-                gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-                                     pad_token_id=tok.eos_token_id)
-            for row in gen[:, width:].tolist():
-                end = next((k + 1 for k, t in enumerate(row) if t == tok.eos_token_id), len(row))
-                outs.append(row[:end])
+        outs = hf_generate(model, prompts, tok.eos_token_id, max_new)
         sink["tokens"] += sum(map(len, outs))
         return outs
     return run

@@ -1,0 +1,21 @@
+"""The transformers baseline the benches compare against: batched greedy `generate`, left padding,
+64 prompts a batch (shared by offline.py and prefix_reuse.py)."""
+from __future__ import annotations
+
+import torch
+
+
+def hf_generate(model, prompts: list[list[int]], eos_id: int, max_new: int, batch: int = 64) -> list[list[int]]:
+    """Outputs per prompt, each cut after its first EOS (counted, as radixgen counts it)."""
+    outs: list[list[int]] = []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i: i + batch]
+        width = max(map(len, chunk))
+        ids = torch.tensor([[eos_id] * (width - len(p)) + p for p in chunk])           # [b, width]
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                                 pad_token_id=eos_id)
+        for row in gen[:, width:].tolist():
+            outs.append(row[: next((k + 1 for k, t in enumerate(row) if t == eos_id), len(row))])
+    return outs
