@@ -1,6 +1,8 @@
 """Attention over the paged KV pool and grammar-mask application: Triton kernels (CUDA), a fast
 C++ CPU path, and the plain-torch reference they are all tested against. Each backend is a module
-with the same four functions: write_kv, decode_attention, extend_attention, apply_token_bitmask."""
+with the same four functions: write_kv, decode_attention, extend_attention, apply_token_bitmask.
+The element-wise layer ops (layer_ops: residual + RMSNorm, rotary + KV write, SiLU * up) have a
+torch version and a fused CPU one with the same functions."""
 from __future__ import annotations
 
 import importlib
@@ -8,10 +10,10 @@ from types import ModuleType
 
 import torch
 
-from . import cpu, reference
+from . import cpu, cpu_layer_ops, layer_ops, reference
 from .meta import AttnMeta
 
-__all__ = ["AttnMeta", "BACKENDS", "cpu", "get_backend", "reference"]
+__all__ = ["AttnMeta", "BACKENDS", "cpu", "get_backend", "get_layer_ops", "reference"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
@@ -34,3 +36,9 @@ def get_backend(device: torch.device | str, prefer: str = "auto") -> ModuleType:
         return importlib.import_module(".triton_attention", __name__)
     except ImportError as err:
         raise ValueError(f"the 'triton' attention backend needs the triton package ({err})") from err
+
+
+def get_layer_ops(backend: ModuleType) -> ModuleType:
+    """The element-wise layer ops that go with an attention backend: fused C++ beside the CPU
+    kernel (it falls back to torch by itself for dtypes other than bf16), torch otherwise."""
+    return cpu_layer_ops if backend is cpu else layer_ops

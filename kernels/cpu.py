@@ -28,7 +28,8 @@ from .meta import AttnMeta
 
 write_kv = reference.write_kv
 
-_SOURCE = Path(__file__).with_name("cpu_attention.cpp")
+_HERE = Path(__file__).parent
+_SOURCES = [_HERE / "cpu_attention.cpp", _HERE / "cpu_layer_ops.cpp"]  # one library, see cpu_layer_ops.py
 # Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
           "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
@@ -67,7 +68,7 @@ def _cpu_flags() -> str:
 def load_library() -> ctypes.CDLL | None:
     """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
     cxx = os.environ.get("CXX", "g++")
-    sources = [_SOURCE.read_bytes(), _SOURCE.with_name("cpu_attention_avx512.h").read_bytes()]
+    sources = [p.read_bytes() for p in [*_SOURCES, _HERE / "cpu_attention_avx512.h"]]
     key = hashlib.sha256(b"\0".join([*sources, cxx.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_flags().encode()])).hexdigest()[:16]
     path = _cache_dir() / f"cpu_attention_{key}.so"
@@ -75,7 +76,7 @@ def load_library() -> ctypes.CDLL | None:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent builders each rename atomically
-            subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", str(tmp)], check=True,
+            subprocess.run([cxx, *_FLAGS, *map(str, _SOURCES), "-o", str(tmp)], check=True,
                            capture_output=True, text=True, timeout=300)
             os.replace(tmp, path)
         lib = ctypes.CDLL(str(path))  # torch is imported first, so OpenMP resolves to torch's libgomp
@@ -91,6 +92,13 @@ def load_library() -> ctypes.CDLL | None:
     lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
     lib.rg_apply_bitmask.argtypes = [_ptr, _int, _i64, _ptr, _i64, _i64, _i64, _int]
+    lib.rg_add_rmsnorm.restype = None
+    lib.rg_add_rmsnorm.argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, _i64, ctypes.c_float, _int]
+    lib.rg_rope_write_kv.restype = None
+    lib.rg_rope_write_kv.argtypes = [_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64,
+                                     _i64, _i64, _i64, _i64, _int]
+    lib.rg_silu_mul.restype = None
+    lib.rg_silu_mul.argtypes = [_ptr, _ptr, _i64, _i64, _int]
     return lib
 
 

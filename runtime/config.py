@@ -34,6 +34,7 @@ class EngineConfig:
     enable_jump_forward: bool = True
     grammar_cache_size: int = 128
     grammar_compile_timeout_s: float = 10.0
+    skip_warmup: bool = False             # skip building the CPU matmul kernels of every batch shape at start
 
     def __post_init__(self) -> None:
         _check_choice("dtype", self.dtype, DTYPES)

@@ -128,8 +128,11 @@ class EngineCore:
             rows = [batch.sample_at[i] for i in idx]
             raw = logits if rows == list(range(len(logits))) else logits[torch.tensor(rows)]
             want_logprobs = any(r.params.return_logprob for r in reqs)
+            process = needs_processing(reqs)
+            if want_logprobs or process or not all(r.params.is_greedy for r in reqs):
+                raw = raw.float()  # a plain greedy batch takes its argmax in the model dtype
             work = raw
-            if needs_processing(reqs):  # copy only when raw logits are still needed for logprobs
+            if process:  # copy only when raw logits are still needed for logprobs
                 work = raw.clone() if want_logprobs else raw
                 self.constraints.apply_masks(work, reqs)
                 apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
@@ -161,7 +164,7 @@ class EngineCore:
         if count == 0:
             return
         targets = torch.tensor(req.prompt_ids[pos + 1: pos + 1 + count])
-        lps, tops = gather_logprobs(logits[at: at + count], targets, req.params.top_logprobs_num)
+        lps, tops = gather_logprobs(logits[at: at + count].float(), targets, req.params.top_logprobs_num)
         req.input_logprobs.extend(zip(lps, targets.tolist()))
         req.input_top.extend(tops)
 

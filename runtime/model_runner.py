@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from radixgen.kernels import AttnMeta, get_backend
+from radixgen.kernels import AttnMeta, get_backend, get_layer_ops
 
 from .config import EngineConfig
 from .memory_pool import KVPool
@@ -76,6 +76,11 @@ class ModelRunner:
         self.pool = KVPool(self.arch.num_layers, self.num_slots, self.arch.num_kv_heads,
                            self.arch.head_dim, self.dtype, self.device)
         self.backend = get_backend(self.device, config.attention_backend)
+        self.ops = get_layer_ops(self.backend)
+        if not config.skip_warmup:
+            with torch.inference_mode():
+                self.model.warm_up(max(config.chunked_prefill_size, config.max_running_requests),
+                                   config.max_running_requests)
 
     def _load_model(self) -> LlamaForCausalLM:
         with torch.device("meta"):
@@ -98,7 +103,7 @@ class ModelRunner:
 
     @torch.inference_mode()
     def forward(self, batch: ScheduledBatch, slot_table: torch.Tensor) -> torch.Tensor:
-        """Run one forward; returns float32 logits [len(batch.logit_rows), V] for the rows asked."""
+        """Run one forward; returns logits [len(batch.logit_rows), V] (model dtype) for the rows asked."""
         reqs, starts, lens = batch.reqs, batch.starts, batch.extend_lens
         ids: list[int] = []
         for req, s, n in zip(reqs, starts, lens):
@@ -111,7 +116,7 @@ class ModelRunner:
             req_to_slot=slot_table, req_rows=torch.tensor([r.row for r in reqs], dtype=torch.int64, device=dev),
             prefix_lens=start_t.to(dev), extend_lens=len_t.to(dev), out_slots=batch.out_slots.to(dev),
             max_extend=max(lens), max_seq=max(s + n for s, n in zip(starts, lens)), is_decode=batch.is_decode)
-        ctx = ForwardContext(meta, self.pool.k, self.pool.v, self.backend)
+        ctx = ForwardContext(meta, self.pool.k, self.pool.v, self.backend, self.ops)
         hidden = self.model(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), ctx)
         rows = torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev)
         return self.model.compute_logits(hidden.index_select(0, rows)).cpu()

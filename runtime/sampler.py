@@ -5,17 +5,9 @@ tensor operations whatever the batch size. Per-row Python runs only for seeded r
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from .request import Req, TokenLogprob
-
-
-class SampleOutput(NamedTuple):
-    token_ids: list[int]
-    logprobs: list[TokenLogprob] | None          # the chosen tokens' logprobs, when any row asked
-    top: list[list[TokenLogprob]] | None         # top alternatives, per row (empty when not asked)
 
 
 def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[int]]) -> None:
@@ -42,7 +34,8 @@ def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[i
 
 
 def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) -> torch.Tensor:
-    """logits: float32 [B, V] (already masked / penalised) -> int64 [B] next tokens."""
+    """logits: [B, V] (already masked / penalised; float32 unless every row is greedy) -> int64 [B]
+    next tokens."""
     greedy = torch.tensor([r.params.is_greedy for r in reqs])
     if bool(greedy.all()):
         return argmax(logits)

@@ -2,7 +2,10 @@
 
 A forward takes T tokens from many requests at once (`input_ids`, `positions`: [T]); attention reads
 and writes the shared pool through `AttnMeta` (see radixgen.kernels.meta). q/k/v and gate/up are
-fused into one matmul each at load time.
+fused into one matmul each at load time. The element-wise work (residual add + RMSNorm, rotary +
+KV write, SiLU * up) goes through `ctx.ops`: kernels.layer_ops (torch) or its fused CPU version.
+The residual stream is carried beside the normed activations, vLLM-style, so each residual add is
+fused with the norm that follows it.
 """
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from types import ModuleType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from radixgen.kernels import AttnMeta
@@ -57,6 +59,9 @@ class ForwardContext:
     k_pool: torch.Tensor      # [L, S, KVH, D]
     v_pool: torch.Tensor      # [L, S, KVH, D]
     backend: ModuleType       # write_kv / decode_attention / extend_attention
+    ops: ModuleType           # add_rmsnorm / rope_write_kv / silu_mul (kernels.layer_ops or fused)
+    cos: torch.Tensor | None = None  # [T, D] rotary rows of this forward's positions, model dtype
+    sin: torch.Tensor | None = None
 
 
 def rope_cos_sin(config: Any, head_dim: int, max_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,15 +82,19 @@ def rope_cos_sin(config: Any, head_dim: int, max_pos: int) -> tuple[torch.Tensor
     return emb.cos() * scale, emb.sin() * scale
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [T, h, D]; cos, sin: [T, 1, D] in x's dtype. Rotates halves (HF's non-interleaved layout)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+def padded_rows(m: int) -> int:
+    """Rows a prepacked matmul runs with. oneDNN JIT-builds a kernel per distinct shape (1-3 ms each,
+    more for long prefills), so M is rounded up to a few dozen sizes, all built by `warm_up`; the
+    padding is free for small M (a decode step is bound by reading the weights) and <7% above."""
+    if m <= 8:
+        return m
+    step = 4 if m <= 64 else 16 if m <= 256 else 128
+    return -(-m // step) * step
 
 
 class Linear(nn.Linear):
     """nn.Linear that can prepack its weight for oneDNN: bf16 matmuls on a CPU otherwise reorder the
-    weight on every call, and prepacked ones ran 1.5-2x faster here (bench: /tmp-free, see README)."""
+    weight on every call, and prepacked ones ran 1.5-2x faster here."""
 
     packed: torch.Tensor | None = None
 
@@ -95,7 +104,16 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
             return super().forward(x)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        m = x.shape[0]
+        if padded_rows(m) != m:
+            x = torch.cat([x, x.new_zeros(padded_rows(m) - m, x.shape[1])])
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")[:m]
+
+    def warm_up(self, max_rows: int) -> None:
+        """Build the oneDNN kernels of every padded row count up to max_rows (prepacked only)."""
+        if self.packed is not None:
+            for m in sorted({padded_rows(m) for m in range(1, max_rows + 1)}):
+                self(self.weight.new_zeros(m, self.in_features))
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
@@ -104,15 +122,16 @@ def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 class RMSNorm(nn.Module):
+    """Holds the weight; the math is ctx.ops.add_rmsnorm, fused with the residual add before it."""
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight, self.eps = nn.Parameter(torch.ones(dim)), eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 then scale in the model dtype, exactly as transformers does (parity).
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None,
+                ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normed residual + x, residual + x); residual None means x is the residual stream."""
+        return ctx.ops.add_rmsnorm(x, residual, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -123,13 +142,11 @@ class Attention(nn.Module):
         self.o_proj = Linear(self.h * self.d, arch.hidden_size, bias=False)
         self.scale = 1.0 / math.sqrt(self.d)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         t = x.shape[0]
-        q, k, v = self.qkv_proj(x).split([self.h * self.d, self.kvh * self.d, self.kvh * self.d], dim=-1)
-        q = apply_rope(q.view(t, self.h, self.d), cos, sin)          # [T, H, D]
-        k = apply_rope(k.view(t, self.kvh, self.d), cos, sin)        # [T, KVH, D]
         k_pool, v_pool = ctx.k_pool[self.layer_id], ctx.v_pool[self.layer_id]
-        ctx.backend.write_kv(k_pool, v_pool, ctx.meta.out_slots, k, v.view(t, self.kvh, self.d))
+        q = ctx.ops.rope_write_kv(self.qkv_proj(x), ctx.cos, ctx.sin, k_pool, v_pool,  # [T, H, D]
+                                  ctx.meta.out_slots, self.h, ctx.backend.write_kv)
         attend = ctx.backend.decode_attention if ctx.meta.is_decode else ctx.backend.extend_attention
         out = attend(q, k_pool, v_pool, ctx.meta, self.scale)         # [T, H, D]
         return self.o_proj(out.reshape(t, self.h * self.d))
@@ -141,9 +158,8 @@ class MLP(nn.Module):
         self.gate_up_proj = Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
         self.down_proj = Linear(arch.intermediate_size, arch.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        return self.down_proj(ctx.ops.silu_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -154,9 +170,12 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
         self.mlp = MLP(arch)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, ctx)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, h: torch.Tensor, residual: torch.Tensor, ctx: ForwardContext,
+                next_norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: this layer's normed input [T, hidden]; residual: the stream before that norm.
+        Returns the next norm's input (normed by `next_norm`) and the stream after this layer."""
+        h, residual = self.post_attention_layernorm(self.self_attn(h, ctx), residual, ctx)
+        return next_norm(self.mlp(h, ctx), residual, ctx)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -174,16 +193,19 @@ class LlamaForCausalLM(nn.Module):
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         """input_ids, positions: int64 [T] -> final hidden states [T, hidden]."""
-        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # [T, 1, D]
-        x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, ctx)
-        return self.norm(x)
+        ctx.cos, ctx.sin = self.cos[positions], self.sin[positions]  # [T, D]
+        h, residual = self.layers[0].input_layernorm(self.embed_tokens(input_ids), None, ctx)
+        norms = [layer.input_layernorm for layer in self.layers[1:]] + [self.norm]
+        for layer, next_norm in zip(self.layers, norms):
+            h, residual = layer(h, residual, ctx, next_norm)
+        return h
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [N, hidden] -> float32 logits [N, vocab]."""
-        return self.lm_head(hidden).float()
+        """hidden [N, hidden] -> logits [N, vocab] in the model dtype (the engine upcasts only when it
+        needs more than an argmax: converting a bf16 batch of logits to fp32 cost as much as 30
+        RMSNorms)."""
+        return self.lm_head(hidden)
 
     def prepack(self) -> None:
         """Prepack every linear weight for oneDNN (bf16 on a CPU); a no-op elsewhere."""
@@ -191,6 +213,15 @@ class LlamaForCausalLM(nn.Module):
             for module in self.modules():
                 if isinstance(module, Linear):
                     module.pack()
+
+    def warm_up(self, max_tokens: int, max_requests: int) -> None:
+        """Build every matmul kernel a forward of up to max_tokens rows (logits for up to
+        max_requests) will use, so no request pays for it (see padded_rows). Layers share shapes."""
+        first = self.layers[0]
+        for linear in (first.self_attn.qkv_proj, first.self_attn.o_proj, first.mlp.gate_up_proj,
+                       first.mlp.down_proj):
+            linear.warm_up(max_tokens)
+        self.lm_head.warm_up(max_requests)
 
     def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Map transformers' parameter names onto ours, fusing q/k/v and gate/up."""

@@ -1,0 +1,70 @@
+"""The fused CPU layer ops against their torch reference (kernels/layer_ops.py) on random bf16 input.
+
+Element-wise results must match the reference bit for bit, except where the reference's own float
+reduction order differs from the kernel's (RMSNorm's mean of squares, SiLU's exp): there at most a
+few elements may move by one bf16 ulp.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radixgen.kernels import cpu_layer_ops, layer_ops, reference
+from radixgen.kernels.cpu import is_available
+
+pytestmark = pytest.mark.skipif(not is_available(), reason="the C++ CPU kernels could not be built")
+BF16 = torch.bfloat16
+
+
+def assert_close_ulp(got: torch.Tensor, want: torch.Tensor, max_frac: float = 0.002) -> None:
+    """Equal, or one bf16 ulp apart on at most max_frac of the elements."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    diff = (got.float() - want.float()).abs()
+    ulp = want.float().abs().clamp_min(1e-30) * 2.0 ** -7
+    assert bool((diff <= ulp * 1.01).all()), f"max diff {diff.max()}"
+    assert (diff > 0).float().mean() <= max_frac
+
+
+@pytest.mark.parametrize("t", [1, 7, 300])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_add_rmsnorm(t: int, with_residual: bool) -> None:
+    g = torch.Generator().manual_seed(t)
+    x = (torch.randn(t, 576, generator=g) * 3).to(BF16)
+    res = torch.randn(t, 576, generator=g).to(BF16) if with_residual else None
+    w = (torch.rand(576, generator=g) + 0.5).to(BF16)
+    want_out, want_res = layer_ops.add_rmsnorm(x, None if res is None else res.clone(), w, 1e-5)
+    got_out, got_res = cpu_layer_ops.add_rmsnorm(x, None if res is None else res.clone(), w, 1e-5)
+    assert torch.equal(got_res, want_res)  # the residual add is exact: one rounding either way
+    assert_close_ulp(got_out, want_out)
+
+
+@pytest.mark.parametrize("t,h,kvh,d", [(1, 9, 3, 64), (5, 4, 4, 32), (130, 8, 2, 128)])
+def test_rope_write_kv(t: int, h: int, kvh: int, d: int) -> None:
+    g = torch.Generator().manual_seed(h * d)
+    qkv = torch.randn(t, (h + 2 * kvh) * d, generator=g).to(BF16)
+    ang = torch.rand(t, d // 2, generator=g) * 100
+    cos = torch.cat([ang.cos(), ang.cos()], -1).to(BF16)
+    sin = torch.cat([ang.sin(), ang.sin()], -1).to(BF16)
+    slots = torch.randperm(4 * t, generator=g)[:t]
+    pools = [torch.full((4 * t, kvh, d), float("nan"), dtype=BF16) for _ in range(4)]
+    want_q = layer_ops.rope_write_kv(qkv, cos, sin, pools[0], pools[1], slots, h, reference.write_kv)
+    got_q = cpu_layer_ops.rope_write_kv(qkv, cos, sin, pools[2], pools[3], slots, h, reference.write_kv)
+    assert torch.equal(got_q, want_q)
+    assert torch.equal(pools[2][slots], pools[0][slots]) and torch.equal(pools[3][slots], pools[1][slots])
+    untouched = torch.ones(4 * t, dtype=torch.bool)
+    untouched[slots] = False
+    assert bool(pools[2][untouched].isnan().all()), "the kernel wrote outside the tokens' slots"
+
+
+@pytest.mark.parametrize("t", [1, 33])
+def test_silu_mul(t: int) -> None:
+    gate_up = (torch.randn(t, 2 * 1536, generator=torch.Generator().manual_seed(t)) * 4).to(BF16)
+    assert_close_ulp(cpu_layer_ops.silu_mul(gate_up), layer_ops.silu_mul(gate_up))
+
+
+def test_other_dtypes_take_the_reference() -> None:
+    x = torch.randn(3, 64)
+    w = torch.rand(64)
+    out, res = cpu_layer_ops.add_rmsnorm(x, None, w, 1e-6)
+    want, _ = layer_ops.add_rmsnorm(x, None, w, 1e-6)
+    assert torch.equal(out, want) and res is x
