@@ -9,7 +9,9 @@ kernels are timed on the GPU as well.
 Decode: each request has `length` tokens of context (its new token's K/V included). Extend: a
 chunked prefill under a 4096-token budget, each request `length` tokens long of which the last
 min(length, 4096 / batch) are new. "step share" puts a decode step's attention (all layers) beside
-the same step's linear layers (timed here as bf16 matmuls of SmolLM2's shapes at that batch).
+the same step's linear layers (timed here as prepacked bf16 matmuls of SmolLM2's shapes at that
+batch); "KV GB/s" is the rate decode attention reads the KV cache at, to set beside the machine's
+memory read speed (printed at the end): where they meet, only a smaller KV can go faster.
 Prints a table and writes bench/results/attention.{json,png}.
 """
 from __future__ import annotations
@@ -21,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from radixgen.kernels import cpu, reference
+from radixgen.runtime.models.llama import Linear, can_prepack
 from radixgen.kernels.testing import meta_to, random_meta, random_pools
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,18 +48,30 @@ def timeit(fn, budget_s: float = 0.3, max_reps: int = 20) -> float:
 
 
 def linear_ms(batch: int, layers: int) -> float:
-    """One decode step's linear layers at `batch` tokens, bf16: qkv, o, gate+up, down, lm head."""
+    """One decode step's linear layers at `batch` tokens, bf16, prepacked as the engine runs them:
+    qkv, o, gate+up, down, lm head."""
     x = torch.randn(batch, HIDDEN, dtype=torch.bfloat16)
     h = torch.randn(batch, MLP, dtype=torch.bfloat16)
-    w = {name: torch.randn(o, i, dtype=torch.bfloat16) for name, (o, i) in {
-        "qkv": (HIDDEN + 2 * 192, HIDDEN), "o": (HIDDEN, HIDDEN), "gate_up": (2 * MLP, HIDDEN),
-        "down": (HIDDEN, MLP), "head": (VOCAB, HIDDEN)}.items()}
+    lin = {}
+    for name, (o, i) in {"qkv": (HIDDEN + 2 * 192, HIDDEN), "o": (HIDDEN, HIDDEN),
+                         "gate_up": (2 * MLP, HIDDEN), "down": (HIDDEN, MLP), "head": (VOCAB, HIDDEN)}.items():
+        lin[name] = Linear(i, o, bias=False).to(torch.bfloat16)
+        if can_prepack(torch.device("cpu"), torch.bfloat16):
+            lin[name].pack()
 
+    @torch.inference_mode()
     def step() -> None:
         for _ in range(layers):
-            F.linear(x, w["qkv"]), F.linear(x, w["o"]), F.linear(x, w["gate_up"]), F.linear(h, w["down"])
-        F.linear(x, w["head"])
+            lin["qkv"](x), lin["o"](x), lin["gate_up"](x), lin["down"](h)
+        lin["head"](x)
     return timeit(step, budget_s=0.5, max_reps=5)
+
+
+def read_gb_s() -> float:
+    """The machine's memory read speed as torch sees it: one fp32 sum over 512 MB, best of a few
+    (a bf16 sum or matvec ran slower here, so this is the higher bar)."""
+    x = torch.ones(128 << 20, dtype=torch.float32)
+    return x.numel() * 4 / timeit(lambda: x.sum(), budget_s=1.0, max_reps=5) / 1e6
 
 
 def problem(batch: int, length: int, decode: bool, args, device: str = "cpu"):
@@ -85,7 +99,8 @@ def run(args) -> list[dict]:
                 row = {"mode": mode, "batch": batch, "length": length, "new": new,
                        "cpu_ms": timeit(lambda: getattr(cpu, name)(q, kp, vp, meta, scale)),
                        "ref_ms": timeit(lambda: getattr(reference, name)(q, kp, vp, meta, scale))}
-                if mode == "decode":
+                if mode == "decode":  # K and V of every context token, read once per kv head
+                    row["kv_gb_s"] = batch * length * 2 * args.kv_heads * args.head_dim * 2 / row["cpu_ms"] / 1e6
                     attn = args.layers * row["cpu_ms"]
                     row["step_share"] = attn / (attn + lin)
                     row["linear_step_ms"] = lin
@@ -100,7 +115,8 @@ def run(args) -> list[dict]:
 
 
 def print_row(row: dict) -> None:
-    share = f"{row['step_share']:>9.0%}" if "step_share" in row else f"{'':>9}"
+    share = (f"{row['step_share']:>9.0%} {row['kv_gb_s']:>8.1f}" if "step_share" in row
+             else f"{'':>9} {'':>8}")
     gpu = (f"  triton {row['triton_ms']:7.3f}  ref-cuda {row['ref_cuda_ms']:7.3f}"
            if "triton_ms" in row else "")
     print(f"{row['mode']:>7} {row['batch']:>5} {row['length']:>6} {row['new']:>5} "
@@ -157,10 +173,14 @@ def main() -> None:
              f"{torch.get_num_threads()} threads")
     print(title)
     print(f"{'mode':>7} {'batch':>5} {'length':>6} {'new':>5} {'cpu ms':>9} {'ref ms':>9} "
-          f"{'speedup':>8} {'step share':>9}")
+          f"{'speedup':>8} {'step share':>9} {'KV GB/s':>8}")
     rows = run(args)
+    bandwidth = read_gb_s()
+    print(f"memory read speed here (torch fp32 sum over 512 MB, {torch.get_num_threads()} threads): "
+          f"{bandwidth:.1f} GB/s; decode attention streams the KV at the rate in 'KV GB/s'")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "attention.json").write_text(json.dumps({"config": title, "rows": rows}, indent=1))
+    (RESULTS / "attention.json").write_text(json.dumps({"config": title, "read_gb_s": bandwidth,
+                                                        "rows": rows}, indent=1))
     plot(rows, RESULTS / "attention.png", title)
     print(f"wrote {RESULTS / 'attention.json'} and {RESULTS / 'attention.png'}")
 

@@ -1,14 +1,16 @@
 """Prefix reuse: radix cache on vs off vs transformers, on three workloads, in one run.
 
   1. few-shot: one ~1,000-token instruction/examples prefix + 128 different questions, 32 new tokens;
-  2. multi-turn chat: 16 conversations x 5 turns, each turn resending the whole history;
+  2. multi-turn chat: 16 conversations x 5 turns, each turn resending the whole history, with a
+     one-line system prompt ("multi-turn") and with a support agent's ~560-token instructions and
+     tool list ("multi-turn-agent", the shape of a real chat agent's requests);
   3. fork: one long context, 8 branches each asking a different question.
 
 Reports prefill tokens computed, cache hit rate against the best possible (each prompt's longest
 common prefix with any earlier request's prompt + output, less the one token that must be computed),
 tokens/s and the speed-up. Writes bench/results/prefix_reuse.{json,png}.
 
-    python bench/prefix_reuse.py [--dtype bfloat16] [--skip-hf]
+    python bench/prefix_reuse.py [--dtype bfloat16] [--skip-hf] [--workloads few-shot,fork]
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import radixgen
 from hf_baseline import hf_generate  # bench/hf_baseline.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
+WORKLOADS = ("few-shot", "multi-turn", "multi-turn-agent", "fork")
 Run = Callable[[list[list[int]], int], list[list[int]]]  # (prompts, max_new) -> outputs
 
 
@@ -44,12 +47,46 @@ def fork(tok) -> list[list[list[int]]]:
     return [[tok.encode(f"{story}\nQuestion: {a}\nAnswer:") for a in asks]]
 
 
-def multi_turn(tok, run: Run, max_new: int) -> tuple[list[list[int]], list[list[int]]]:
+# A chat agent's system prompt: its instructions and tool list, resent with every turn.
+AGENT_SYSTEM = "\n".join([
+    "You are Orbit, the support assistant of Northwind Outfitters, an online shop for hiking gear.",
+    "Follow these rules in every answer:",
+    *(f"{i}. {rule}" for i, rule in enumerate([
+        "Greet the customer only in your first message.", "Answer in at most three sentences.",
+        "Never invent order numbers, prices or delivery dates; look them up with a tool.",
+        "If a request needs a tool, say which tool you would call and with which arguments.",
+        "Refunds are possible within 30 days of delivery for unused items in original packaging.",
+        "Exchanges are free; the customer pays return shipping only for change-of-mind returns.",
+        "Standard shipping takes 3-5 business days, express shipping 1-2 business days.",
+        "Orders over 80 euros ship for free within the European Union.",
+        "Never share one customer's data with another customer.",
+        "Escalate to a human agent when the customer asks for one or is upset twice in a row.",
+        "Recommend products only from the catalogue the tools return.",
+        "Use metric units and euros.", "Keep a friendly, calm and concise tone.",
+        "Summarize the conversation when the customer asks for a summary.",
+        "If you are unsure, say so and offer to escalate."], 1)),
+    "Tools (call them by writing the name and JSON arguments):",
+    *(f"- {name}({args}): {doc}" for name, args, doc in [
+        ("lookup_order", '{"order_id": string}', "status, items, dates and address of one order"),
+        ("search_catalogue", '{"query": string, "max_results": integer}', "matching products with prices"),
+        ("check_stock", '{"sku": string, "warehouse": "north" | "south"}', "units available"),
+        ("start_return", '{"order_id": string, "items": [string], "reason": string}', "a return label"),
+        ("start_exchange", '{"order_id": string, "sku_out": string, "sku_in": string}', "an exchange"),
+        ("shipping_quote", '{"country": string, "weight_kg": number, "express": boolean}', "price, days"),
+        ("escalate", '{"summary": string, "priority": "low" | "high"}', "hands over to a human agent"),
+        ("customer_profile", '{"email": string}', "name, loyalty tier and past orders"),
+    ]),
+    "Product notes: tents come in 1, 2 and 4 person sizes; sleeping bags are rated to -5, 0 and 5 C;",
+    "boots run half a size small; backpacks from 20 to 75 litres; all stoves use standard gas canisters.",
+])
+
+
+def multi_turn(tok, run: Run, max_new: int, system: str) -> tuple[list[list[int]], list[list[int]]]:
     """Turn by turn (each turn needs the previous answer); returns all prompts and outputs in order."""
     topics = ["volcanoes", "bees", "chess", "rain", "the moon", "jazz", "trains", "salt", "glass", "owls",
               "tides", "paper", "bread", "maps", "clocks", "snow"]
     follow = ["Tell me about {t}.", "Tell me more.", "Why does that matter?", "Give an example.", "Summarize."]
-    convs = [[{"role": "system", "content": "You are a helpful assistant."}] for _ in topics]
+    convs = [[{"role": "system", "content": system}] for _ in topics]
     prompts, outputs = [], []
     for turn in range(5):
         for c, t in zip(convs, topics):
@@ -103,8 +140,9 @@ def measure(name: str, workload: str, run: Run, sink: dict, tok, engine: radixge
         engine.flush_cache()
         before = engine.get_stats()["prefill_tokens_computed"]
     start = time.perf_counter()
-    if workload == "multi-turn":
-        prompts, outputs = multi_turn(tok, run, 32)
+    if workload.startswith("multi-turn"):
+        system = AGENT_SYSTEM if workload == "multi-turn-agent" else "You are a helpful assistant."
+        prompts, outputs = multi_turn(tok, run, 32, system)
     else:
         prompts = (few_shot if workload == "few-shot" else fork)(tok)[0]
         outputs = run(prompts, 32)
@@ -122,13 +160,14 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, every system")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     on = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
     off = radixgen.Engine(dtype=args.dtype, num_threads=args.threads, disable_radix_cache=True)
     tok = on.tokenizer
     rows = []
-    for workload in ("few-shot", "multi-turn", "fork"):
+    for workload in args.workloads.split(","):
         systems = [("radix on", on), ("radix off", off)] + ([] if args.skip_hf else [("transformers", None)])
         for name, engine in systems:
             sink = {"cached": 0, "tokens": 0}
