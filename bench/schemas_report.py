@@ -3,11 +3,14 @@ valid and invalid instances through the grammar's token masks (SmolLM2 tokenizer
 
     python bench/schemas_report.py [--only 063,070] [--timeout 10]
 
-Per subset: schemas compiled / refused (with reasons) / failed, compile time median and p90,
-valid instances accepted (compact and json.dumps default spacing), invalid instances rejected;
+Per subset: schemas compiled / refused (with reasons) / failed, how many compiled to a lazily
+masked grammar (automaton too big to index in time) or only after narrowing (regex too long to
+build in time; each record has its grammar's `path` and `narrowing_step`), compile time median
+and p90, valid instances accepted (compact and json.dumps default spacing), invalid instances rejected;
 invalid instances the grammar accepts are listed with the constraint jsonschema says they
 break. The grammar fixes key order (schema order), so instances are serialized with their keys
-in that order first (the data is the same JSON value). Results: bench/results/schemas_report.json.
+in that order first (the data is the same JSON value; a member's schema is found through
+properties, then patternProperties, then additionalProperties). Results: bench/results/schemas_report.json.
 """
 from __future__ import annotations
 
@@ -27,8 +30,9 @@ import jsonschema
 import torch
 from transformers import AutoTokenizer
 
-from radixgen.constrained import CompiledGrammar, GrammarCompiler, UnsupportedSchemaError, make_bitmask
+from radixgen.constrained import Grammar, GrammarCompiler, UnsupportedSchemaError, make_bitmask
 from radixgen.constrained.json_merge import merge_all
+from radixgen.constrained.json_object import pattern_matches
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,14 +77,25 @@ class Orderer:
             s = {"allOf": [rest, good[0] if good else s[kw][0]]}
         return {}
 
+    @staticmethod
+    def _member(s: dict, key: str) -> Any:
+        """The schema of member `key`: its property, else the first patternProperties pattern
+        it matches, else additionalProperties."""
+        if key in (s.get("properties") or {}):
+            return s["properties"][key]
+        for pattern, sub in (s.get("patternProperties") or {}).items():
+            if pattern_matches(pattern, key):
+                return sub
+        extra = s.get("additionalProperties", True)
+        return extra if isinstance(extra, dict) else True
+
     def order(self, x: Any, s: Any) -> Any:
         s = self._flat(s, x)
         if isinstance(x, dict):
             props = s.get("properties") or {}
             declared = list(props) + [r for r in s.get("required", []) if r not in props]
             keys = [k for k in declared if k in x] + [k for k in x if k not in declared]
-            extra = s.get("additionalProperties", True)
-            return {k: self.order(x[k], props.get(k, extra if isinstance(extra, dict) else True)) for k in keys}
+            return {k: self.order(x[k], self._member(s, k)) for k in keys}
         if isinstance(x, list):
             prefix = s.get("prefixItems") or (s["items"] if isinstance(s.get("items"), list) else [])
             rest = s.get("items") if isinstance(s.get("items"), dict) else True
@@ -90,7 +105,7 @@ class Orderer:
 
 # ---- forcing text through the mask ------------------------------------------------------
 
-def accepted(grammar: CompiledGrammar, token_ids: list[int]) -> bool:
+def accepted(grammar: Grammar, token_ids: list[int]) -> bool:
     """Every token allowed by the mask when it is generated, and EOS allowed at the end."""
     matcher, bitmask = grammar.new_matcher(), make_bitmask(1, grammar.vocab_size)
     for tid in [*token_ids, grammar.eos_token_id]:
@@ -158,6 +173,7 @@ def summarize(records: list[dict]) -> list[dict]:
         rows.append({
             "subset": subset, "schemas": len(rs), "compiled": len(ok),
             "narrowed": sum(r.get("narrowing_step", 0) > 0 for r in ok),
+            "lazy": sum(r.get("path") == "lazy" for r in ok),
             "valid_full": len(full), "valid_full_ok": sum(v["compact"] and v["default"] for v in full),
             "refused": sum(r["status"] == "refused" for r in rs),
             "failed": sum(r["status"] == "failed" for r in rs),
@@ -170,27 +186,29 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict], records: list[dict]) -> None:
-    head = f"{'subset':16s} {'n':>3s} {'comp':>4s} {'narr':>4s} {'ref':>3s} {'fail':>4s} {'med_s':>6s} " \
+    head = f"{'subset':16s} {'n':>3s} {'comp':>4s} {'lazy':>4s} {'narr':>4s} {'ref':>3s} {'fail':>4s} {'med_s':>6s} " \
            f"{'p90_s':>6s} {'valid compact':>13s} {'valid default':>13s} {'invalid rejected':>16s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['subset']:16s} {r['schemas']:3d} {r['compiled']:4d} {r['narrowed']:4d} {r['refused']:3d} "
+        print(f"{r['subset']:16s} {r['schemas']:3d} {r['compiled']:4d} {r['lazy']:4d} {r['narrowed']:4d} {r['refused']:3d} "
               f"{r['failed']:4d} {r['median_s']:6.2f} {r['p90_s']:6.2f} {r['valid_compact']:6d}/{r['valid']:<6d} "
               f"{r['valid_default']:6d}/{r['valid']:<6d} {r['invalid_rejected']:8d}/{r['invalid']:<7d}")
     total = rows[-1]
-    print(f"\nnarr = compiled only after narrowing to fit the time budget. Valid instances accepted "
+    print(f"\nlazy = automaton too big to index in time, masks computed per state on first use (the "
+          f"others are indexed ahead of time); narr = regex too long to build in time, compiled only "
+          f"after narrowing the schema. Valid instances accepted "
           f"(both forms) by grammars compiled without narrowing: {total['valid_full_ok']}/{total['valid_full']}")
     print("\nrefused / failed:")
     for r in records:
         if r["status"] != "compiled":
             print(f"  {r['id']:22s} {r['status']:8s} {r['reason'][:150]}")
-    print("\nvalid instances rejected (narrowing step of the grammar):")
+    print("\nvalid instances rejected (narrowing step and path of the grammar):")
     for r in records:
         for i, v in enumerate(r.get("valid", [])):
             if not (v["compact"] and v["default"]):
                 print(f"  {r['id']:22s} #{i} compact={v['compact']} default={v['default']} "
-                      f"step={r.get('narrowing_step')}")
+                      f"step={r.get('narrowing_step')} path={r.get('path')}")
     print("\ninvalid instances accepted (the constraint jsonschema reports):")
     for r in records:
         for v in r.get("invalid", []):

@@ -9,13 +9,15 @@
 from .compiler import GrammarCompiler, canonical_spec, choices_regex
 from .errors import UnsupportedSchemaError
 from .grammar import CompiledGrammar, compile_regex
+from .grammar_base import Grammar
+from .lazy_grammar import LazyGrammar, compile_lazy
 from .json_schema import WHITESPACE, JsonOptions, json_schema_to_regex
 from .mask import apply_bitmask, make_bitmask
 from .matcher import GrammarMatcher, fill_batch_bitmask
 from .vocab import TokenVocab, build_token_vocab, token_bytes, token_vocab_from_tokenizer
 
 __all__ = [
-    "GrammarCompiler", "CompiledGrammar", "GrammarMatcher", "fill_batch_bitmask", "UnsupportedSchemaError",
+    "GrammarCompiler", "Grammar", "CompiledGrammar", "LazyGrammar", "compile_lazy", "GrammarMatcher", "fill_batch_bitmask", "UnsupportedSchemaError",
     "json_schema_to_regex", "JsonOptions", "WHITESPACE", "make_bitmask", "apply_bitmask", "compile_regex",
     "canonical_spec", "choices_regex", "TokenVocab", "build_token_vocab", "token_bytes",
     "token_vocab_from_tokenizer",

@@ -1,4 +1,9 @@
-"""Spec -> CompiledGrammar, cached (LRU by kind + canonical spec) and compiled off the engine loop.
+"""Spec -> Grammar, cached (LRU by kind + canonical spec) and compiled off the engine loop.
+
+Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema is
+indexed too when its automaton is small enough to index within the time limit, else it gets a
+LazyGrammar whose masks are computed per state on first use (lazy_grammar.py); only a schema
+whose regex is too long to build at all in time is narrowed (JSON_LADDER).
 
 outlines-core releases the GIL while it builds an index, so a worker thread keeps the engine's
 step loop running during a slow compile. A compile past `timeout_s` fails its future with a
@@ -14,30 +19,39 @@ from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Hashable
 
-from .grammar import CompiledGrammar, compile_regex, num_states
+from .byte_automaton import ByteAutomaton
 from .errors import RegexTooLarge
-from .json_schema import WHITESPACE, JsonOptions, json_schema_to_regex
+from .grammar import compile_regex
+from .grammar_base import Grammar
+from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_to_regex
 from .json_values import escape
+from .lazy_grammar import LazyGrammar
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
-# Building the index costs ~1 ms per automaton state with a 49k-token vocabulary, so a JSON
-# schema whose automaton is larger than the budget is converted again with more narrowing
-# (each step only drops valid texts: fewer unrolled $refs, shallower free-form values,
-# shorter counted strings, no additional properties beside declared ones, and last only the
-# required properties of ever shallower nested objects).
+# Indexing against the whole vocabulary costs ~1 ms per automaton state, so a JSON schema whose
+# automaton is larger than the state budget gets a LazyGrammar (masks computed per state on
+# first use) instead. What still limits a schema is the regex text: regex-automata builds any
+# DFA at ~1 s per million characters, and the text grows fast with nesting (4x a level of
+# free-form value, a copy per use of a $ref). A regex too long for the time left is converted
+# again with more narrowing (each step only drops valid texts, and most steps halve the text:
+# fewer unrolled $refs, shallower free-form values, no additional properties beside declared
+# ones, and last only the required properties of ever shallower nested objects). String
+# lengths stay at the default cap: they cost states, not text.
 JSON_LADDER = (
     JsonOptions(any_depth=5),
     JsonOptions(),
-    JsonOptions(max_recursion=2, any_depth=2, extra_depth=1, length_cap=64),
-    JsonOptions(max_recursion=2, any_depth=1, extra_depth=1, length_cap=32, exact_until=16),
-    JsonOptions(max_recursion=1, any_depth=1, extra_depth=0, length_cap=16, exact_until=8,
-                additional=False),
-    *(JsonOptions(max_recursion=1, any_depth=0, extra_depth=0, length_cap=16, exact_until=0,
-                  additional=False, optional_depth=depth) for depth in (None, 3, 2, 1, 0)),
+    JsonOptions(max_recursion=2),
+    JsonOptions(max_recursion=2, any_depth=2, extra_depth=1),
+    JsonOptions(max_recursion=1),
+    JsonOptions(max_recursion=1, any_depth=2, extra_depth=1),
+    JsonOptions(max_recursion=1, any_depth=1, extra_depth=1),
+    JsonOptions(max_recursion=1, any_depth=1, extra_depth=0, additional=False),
+    *(JsonOptions(max_recursion=1, any_depth=0, extra_depth=0, additional=False, optional_depth=depth)
+      for depth in (None, 3, 2, 1, 0)),
 )
-MAX_JSON_REGEX_CHARS = 2_000_000  # past this even the byte-level automaton takes seconds
+SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
 # A small but typical schema (keys, strings, numbers, an enum, extras) to time indexing with.
 CALIBRATION_SCHEMA = {"type": "object", "properties": {
     "name": {"type": "string"}, "count": {"type": "integer", "minimum": 0},
@@ -81,8 +95,8 @@ class GrammarCompiler:
     tokenizer: a transformers tokenizer (or a prebuilt TokenVocab); cache_size: LRU entries;
     timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
     after `,` and `:`; max_workers: compile threads; state_budget: automaton states a JSON
-    schema may have before it is narrowed (None: from timeout_s and the indexing speed measured
-    here at start, ~0.5 s).
+    schema may have to be indexed ahead of time, a larger one gets a LazyGrammar (None: from
+    timeout_s and the indexing speed measured here at start, ~0.5 s).
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
@@ -95,8 +109,9 @@ class GrammarCompiler:
         self.whitespace = whitespace
         self.state_budget = state_budget  # None: from the measured indexing speed
         self._sec_per_state = self._calibrate()
-        self._cache: OrderedDict[tuple[str, Hashable], CompiledGrammar] = OrderedDict()
-        self._pending: dict[tuple[str, Hashable], Future[CompiledGrammar]] = {}
+        self._sec_per_char = SEC_PER_REGEX_CHAR
+        self._cache: OrderedDict[tuple[str, Hashable], Grammar] = OrderedDict()
+        self._pending: dict[tuple[str, Hashable], Future[Grammar]] = {}
         self._started: dict[tuple[str, Hashable], float] = {}  # when a pending compile began
         self._lock = threading.RLock()  # a done-callback may run at once, inside submit()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
@@ -105,14 +120,14 @@ class GrammarCompiler:
     def vocab_size(self) -> int:
         return self.token_vocab.size
 
-    def compile(self, kind: str, spec: Any) -> CompiledGrammar:
+    def compile(self, kind: str, spec: Any) -> Grammar:
         """Compile (or fetch from the cache), blocking; errors are ValueError."""
         return self.submit(kind, spec).result()
 
-    def submit(self, kind: str, spec: Any) -> "Future[CompiledGrammar]":
+    def submit(self, kind: str, spec: Any) -> "Future[Grammar]":
         """Compile on a worker thread; the future fails with ValueError on a bad spec or when
         compiling takes longer than `timeout_s`."""
-        out: Future[CompiledGrammar] = Future()
+        out: Future[Grammar] = Future()
         try:
             key = (kind, canonical_spec(kind, spec))
         except ValueError as e:
@@ -132,8 +147,8 @@ class GrammarCompiler:
         self._relay(key, work, out)
         return out
 
-    def _relay(self, key: tuple[str, Hashable], work: "Future[CompiledGrammar]",
-               out: "Future[CompiledGrammar]") -> None:
+    def _relay(self, key: tuple[str, Hashable], work: "Future[Grammar]",
+               out: "Future[Grammar]") -> None:
         """Complete `out` from `work`, or fail it once `work` has *run* longer than timeout_s
         (time spent queued behind other compiles does not count)."""
         def check() -> None:
@@ -152,13 +167,13 @@ class GrammarCompiler:
             timer.daemon = True
             timer.start()
 
-        def done(f: "Future[CompiledGrammar]") -> None:
+        def done(f: "Future[Grammar]") -> None:
             error = ValueError("the grammar compiler was shut down") if f.cancelled() else f.exception()
             _settle(out, result=None if error else f.result(), error=error)
         arm(self.timeout_s)
         work.add_done_callback(done)
 
-    def _finish(self, key: tuple[str, Hashable], work: "Future[CompiledGrammar]") -> None:
+    def _finish(self, key: tuple[str, Hashable], work: "Future[Grammar]") -> None:
         with self._lock:
             self._pending.pop(key, None)
             self._started.pop(key, None)
@@ -168,11 +183,11 @@ class GrammarCompiler:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
 
-    def _run(self, key: tuple[str, Hashable]) -> CompiledGrammar:
+    def _run(self, key: tuple[str, Hashable]) -> Grammar:
         self._started[key] = time.monotonic()  # the time limit counts from here
         return self._compile_uncached(key)
 
-    def _compile_uncached(self, key: tuple[str, Hashable]) -> CompiledGrammar:
+    def _compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
         kind, spec = key
         if kind == "regex":
             return compile_regex(spec, self.token_vocab)
@@ -184,58 +199,62 @@ class GrammarCompiler:
 
     def _calibrate(self) -> float:
         """Seconds of index building per automaton state on this machine and vocabulary."""
-        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, JSON_LADDER[1])
+        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, JSON_LADDER[0])
         start = time.perf_counter()
         try:
             compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
         except ValueError:  # a small hand-made vocabulary cannot spell JSON: assume 1 ms
             return 1e-3
-        return (time.perf_counter() - start) / num_states(regex)
+        seconds = time.perf_counter() - start
+        return seconds / ByteAutomaton(regex, JSON_MARKER).count_states(1_000_000)
 
     def _budget(self, elapsed: float) -> int:
         """States the index may have to be built in what is left of timeout_s (60% of it: index
-        speed varies with load, and a compile that times out is lost)."""
+        speed varies with load, and a compile that times out is lost); `elapsed` includes the
+        regex-automata time the index will spend again."""
         if self.state_budget is not None:
             return self.state_budget
-        return max(500, int((0.6 * self.timeout_s - elapsed) / self._sec_per_state))
+        return max(0, int((0.6 * self.timeout_s - elapsed) / self._sec_per_state))
 
-    def _compile_json(self, schema: Any) -> CompiledGrammar:
-        """Compile at the first step of JSON_LADDER whose automaton fits the time budget: step 0
-        first (most schemas), then the last (fail fast), then a binary search between, since
-        automata shrink along the ladder."""
+    def _regex_fits(self, regex: str, elapsed: float) -> bool:
+        """Whether regex-automata can build `regex` in half of what is left of timeout_s."""
+        return len(regex) * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
+
+    def _compile_json(self, schema: Any) -> Grammar:
+        """The first step of JSON_LADDER whose regex fits the time left (step 0 for most
+        schemas), indexed (CompiledGrammar) if its automaton fits the state budget, else a
+        LazyGrammar on the byte-level automaton already built to count the states."""
         start = time.perf_counter()
-        measured: dict[int, tuple[str, int] | None] = {}
-
-        def fits(step: int) -> bool:
-            if step not in measured:
-                try:
-                    regex = json_schema_to_regex(schema, self.whitespace, JSON_LADDER[step])
-                except RegexTooLarge:
-                    regex = None
-                measured[step] = None if regex is None or len(regex) > MAX_JSON_REGEX_CHARS else \
-                    (regex, num_states(regex))  # a byte-level index: cheap next to the real one
-            found = measured[step]
-            return found is not None and found[1] <= self._budget(time.perf_counter() - start)
-
-        lo, hi = 0, len(JSON_LADDER) - 1
-        if not fits(lo):
-            if not fits(hi):
-                found = measured[hi]
-                raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even "
-                                 f"narrowed ({_size(found)}"
-                                 f", budget {self._budget(time.perf_counter() - start):,}); simplify "
-                                 "the schema or raise timeout_s")
-            lo += 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
-        regex, states = measured[lo]  # type: ignore[misc]
+        regex = ""
+        for step, options in enumerate(JSON_LADDER):
+            try:
+                regex = json_schema_to_regex(schema, self.whitespace, options)
+            except RegexTooLarge:
+                continue
+            if self._regex_fits(regex, time.perf_counter() - start):
+                break
+        else:
+            size = f"{len(regex):,} characters" if regex else f"over {MAX_REGEX_CHARS:,} characters"
+            raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even narrowed "
+                             f"(a regex of {size}); simplify the schema or raise timeout_s")
         built = time.perf_counter()
-        grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
-        per_state = (time.perf_counter() - built) / states
-        self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
+        automaton = ByteAutomaton(regex, JSON_MARKER)
+        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by an index
+        if len(regex) >= 100_000:  # shorter ones time mostly fixed costs
+            self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * parse_s / len(regex)
+        budget = self._budget(time.perf_counter() - start + parse_s)
+        states = automaton.count_states(budget)
+        if states > budget:
+            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
+            grammar.info.update(path="lazy", states_seen=states)
+        else:
+            built = time.perf_counter()
+            grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
+            per_state = max(time.perf_counter() - built - parse_s, 0.0) / max(states, 1)
+            self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
+            grammar.info.update(path="indexed", states=states)
         grammar.compile_s = time.perf_counter() - start
-        grammar.info.update(states=states, narrowing_step=lo)
+        grammar.info.update(narrowing_step=step, regex_chars=len(regex))
         return grammar
 
     def cache_info(self) -> dict[str, int]:
@@ -246,7 +265,7 @@ class GrammarCompiler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _settle(fut: "Future[CompiledGrammar]", result: CompiledGrammar | None = None,
+def _settle(fut: "Future[Grammar]", result: Grammar | None = None,
             error: BaseException | None = None) -> None:
     """Set a future's outcome once; later attempts (timer vs worker race) are ignored."""
     try:
@@ -257,6 +276,3 @@ def _settle(fut: "Future[CompiledGrammar]", result: CompiledGrammar | None = Non
     except InvalidStateError:  # the timer and the worker raced; the first one won
         return
 
-
-def _size(measured: tuple[str, int] | None) -> str:
-    return "a regex over 2M characters" if measured is None else f"{measured[1]:,} automaton states"

@@ -1,4 +1,6 @@
-"""A regex compiled against a vocabulary: the immutable, shareable half of a grammar.
+"""A regex indexed against a whole vocabulary ahead of time (CompiledGrammar), and the
+outlines-core plumbing every grammar builds on (the byte-level index, strip_anchors, markers).
+LazyGrammar (lazy_grammar.py) serves automata too big to index ahead of time.
 
 The outlines-core 0.2.14 defect, and the way around it
 ------------------------------------------------------
@@ -31,59 +33,30 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
-import torch
 from outlines_core import Index, Vocabulary
 
-from .jump_forward import compute_forced_bytes
-from .mask import pack_ids
-from .matcher import GrammarMatcher
+from .grammar_base import Grammar
+from .mask import row_has
 from .vocab import MARKERS, TokenVocab
 
 
-class CompiledGrammar:
-    """outlines-core Indexes (one per vocabulary shard, see vocab.py) plus per-state caches:
-    mask rows, acceptance, forced bytes.
-
-    Immutable as seen from outside; the caches fill lazily, at most once per automaton state,
-    so any number of matchers (requests) can share one instance.
-    """
+class CompiledGrammar(Grammar):
+    """outlines-core Indexes (one per vocabulary shard, see vocab.py): every state's allowed
+    tokens precomputed at build time (~1 ms a state), so a mask row costs nothing at run time.
+    grammar_base.Grammar caches rows, acceptance aside, and forced bytes per state."""
 
     def __init__(self, indexes: tuple[Index, ...], tv: TokenVocab, marker: bytes, regex: str,
                  compile_s: float = 0.0) -> None:
+        super().__init__(tv, marker, regex, compile_s)
         self._indexes = indexes  # one per vocabulary shard; the same automaton states in each
         self._index = indexes[0]
-        self._tv = tv
         self._sentinel = tv.sentinel_ids[marker]
         self._marker_ids = tv.marker_token_ids[marker]
-        self.marker = marker
-        self.regex = regex
-        self.compile_s = compile_s
-        self.info: dict[str, int] = {}  # how it was built (states, narrowing step), for reports
         # the index starts before the leading marker; the grammar starts after it
-        self.initial_state: int = self._index.get_next_state(self._index.get_initial_state(),
-                                                             self._sentinel)
-        self._rows: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+        self.initial_state = self._index.get_next_state(self._index.get_initial_state(), self._sentinel)
         self._accepting: dict[int, bool] = {}
-        self._has_text: dict[int, bool] = {}
-        self._forced: dict[int, bytes] = {}
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tv.size
-
-    @property
-    def eos_token_id(self) -> int:
-        return self._tv.eos_token_id
-
-    @property
-    def token_vocab(self) -> TokenVocab:
-        return self._tv
-
-    def new_matcher(self) -> GrammarMatcher:
-        return GrammarMatcher(self)
 
     def is_accepting(self, state: int) -> bool:
-        """Whether the text that led to `state` is in the regex's language."""
         acc = self._accepting.get(state)
         if acc is None:
             nxt = self._index.get_next_state(state, self._sentinel)
@@ -91,52 +64,20 @@ class CompiledGrammar:
             self._accepting[state] = acc
         return acc
 
-    def has_continuation(self, state: int) -> bool:
-        """Whether some real token may follow `state`."""
-        self.row(state)
-        return self._has_text[state]
-
-    def row(self, state: int) -> np.ndarray:
-        """Allowed tokens of `state` as a packed int32 [W] row (EOS set iff accepting)."""
-        return self._row(state)[0]
-
-    def row_tensor(self, state: int) -> torch.Tensor:
-        """The same row as a CPU int32 [W] tensor sharing the numpy buffer."""
-        return self._row(state)[1]
-
-    def _row(self, state: int) -> tuple[np.ndarray, torch.Tensor]:
-        cached = self._rows.get(state)
-        if cached is not None:
-            return cached
+    def _allowed_ids(self, state: int) -> np.ndarray:
         parts = [index.get_allowed_tokens(state) or [] for index in self._indexes]
         ids = np.concatenate([np.fromiter(p, dtype=np.int64, count=len(p)) for p in parts])
         ids = ids[(ids < self._tv.size) & (ids != self._tv.eos_token_id)]  # drop sentinels
         if self._marker_ids.size:
             ids = ids[~np.isin(ids, self._marker_ids)]
-        self._has_text[state] = bool(ids.size)
-        if self.is_accepting(state):
-            ids = np.append(ids, self._tv.eos_token_id)
-        packed = pack_ids(ids, self._tv.size)
-        cached = (packed, torch.from_numpy(packed))
-        self._rows[state] = cached
-        return cached
+        return ids
 
     def next_state(self, state: int, token_id: int) -> int | None:
-        """The state after a real token, None if the token is not allowed there."""
         if token_id < 0 or token_id >= self._tv.size or token_id == self._tv.eos_token_id:
             return None
-        row = self.row(state)
-        if not (int(row[token_id >> 5]) >> (token_id & 31)) & 1:
+        if not row_has(self.row(state), token_id):
             return None
         return self._indexes[self._tv.shard_of[token_id]].get_next_state(state, token_id)
-
-    def forced_bytes(self, state: int) -> bytes:
-        """Bytes every continuation from `state` starts with (cached; see jump_forward.py)."""
-        forced = self._forced.get(state)
-        if forced is None:
-            forced = compute_forced_bytes(self, state)
-            self._forced[state] = forced
-        return forced
 
 
 def strip_anchors(regex: str) -> str:
@@ -175,7 +116,7 @@ def _regex_problem(regex: str) -> str:
     return "the regex could not be compiled to a DFA (unsupported syntax or too large)"
 
 
-def _build_index(regex: str, vocab: Vocabulary, marker: bytes) -> Index:
+def build_index(regex: str, vocab: Vocabulary, marker: bytes) -> Index:
     """Index of `M(?:regex)M`; regex-automata's errors become messages naming the problem."""
     m = f"\\x{marker[0]:02x}"
     marked = f"{m}(?:{regex}){m}"
@@ -191,12 +132,12 @@ def _build_index(regex: str, vocab: Vocabulary, marker: bytes) -> Index:
 # with at most 256 transitions each, so inspecting all of them is cheap (the real vocabulary's
 # index has tens of thousands per state).
 _BYTE_EOS = 256
-_BYTE_VOCAB = Vocabulary(_BYTE_EOS, {bytes([b]): [b] for b in range(256)})
+BYTE_VOCAB = Vocabulary(_BYTE_EOS, {bytes([b]): [b] for b in range(256)})
 
 
 def marker_is_safe(regex: str, marker: bytes) -> bool:
     """True if `regex` can never produce the byte `marker` (checked on the byte-level index)."""
-    index = _build_index(regex, _BYTE_VOCAB, marker)
+    index = build_index(regex, BYTE_VOCAB, marker)
     transitions = index.get_transitions()
     transitions.pop(index.get_initial_state())  # the leading marker is read there by design
     for nexts in transitions.values():
@@ -207,17 +148,12 @@ def marker_is_safe(regex: str, marker: bytes) -> bool:
     return True
 
 
-def num_states(regex: str) -> int:
-    """DFA states of `regex` reachable by text (for reports; a byte-level index, cheap)."""
-    return len(_build_index(regex, _BYTE_VOCAB, MARKERS[0]).get_transitions())
-
-
 def _build_indexes(regex: str, tv: TokenVocab, marker: bytes) -> tuple[Index, ...]:
     """One index per vocabulary shard, built concurrently (outlines-core releases the GIL)."""
     if len(tv.shards) == 1:
-        return (_build_index(regex, tv.shards[0], marker),)
+        return (build_index(regex, tv.shards[0], marker),)
     with ThreadPoolExecutor(len(tv.shards), thread_name_prefix="index") as pool:
-        return tuple(pool.map(lambda vocab: _build_index(regex, vocab, marker), tv.shards))
+        return tuple(pool.map(lambda vocab: build_index(regex, vocab, marker), tv.shards))
 
 
 def compile_regex(regex: str, tv: TokenVocab, marker: bytes | None = None) -> CompiledGrammar:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 FORBID = "x-radixgen-forbid"  # keys a oneOf branch must not write (set by json_oneof.py)
 _UNIVERSAL = re.compile(r"\^?\.[*+]\$?")  # patterns every (non-empty) key matches
-MAX_MEMBERS_CHARS = 4_000_000  # an object's regex text: past this, give up early
+MAX_MEMBERS_CHARS = 5_000_000  # an object's regex text: past this, give up early (~5 s to build)
 
 
 def _esc(key: str) -> str:
@@ -152,17 +152,18 @@ def _key_ok(conv: "Converter", key: str, names: Any) -> bool:
     return "not" not in names or not _key_ok(conv, key, names["not"])
 
 
-def _names_body(conv: "Converter", names: Any, ptr: str) -> str | None:
-    """String-body regex for keys allowed by propertyNames."""
+def _names_key(conv: "Converter", names: Any, ptr: str) -> str | None:
+    """Regex of a key (quotes included) allowed by propertyNames. Whole strings: the value
+    regex of a union is an alternation of quoted strings, so its body cannot be cut out."""
     if names is True or names == {}:
-        return STRING_CHAR + "*"
+        return f'"{STRING_CHAR}*"'
     if names is False:
         return None
     if "enum" in names or "const" in names:
         values = [names["const"]] if "const" in names else names["enum"]
-        return "(?:" + "|".join(string_literal(v)[1:-1] for v in values if _key_ok(conv, v, names)) + ")"
-    body = conv.value({**names, "type": "string"}, f"{ptr}/propertyNames")
-    return None if body is None else body[1:-1]
+        keys = [string_literal(v) for v in values if _key_ok(conv, v, names)]
+        return "(?:" + "|".join(keys) + ")" if keys else None
+    return conv.value({**names, "type": "string"}, f"{ptr}/propertyNames")
 
 
 def _pattern_members(conv: "Converter", ptr: str, pattern_props: dict) -> str | None:
@@ -199,9 +200,9 @@ def _names_member(conv: "Converter", s: dict, ptr: str, names: Any, pattern_prop
     if pattern.strip("^$") == ".+" and _key_ok(conv, "", names):
         raise UnsupportedSchemaError("propertyNames", f"{ptr}/propertyNames",
                                      "propertyNames admitting the empty key with a '.+' pattern")
-    key = _names_body(conv, names, ptr)
+    key = _names_key(conv, names, ptr)
     value = conv.value(sub, f"{ptr}/patternProperties/{_esc(pattern)}")
-    return None if key is None or value is None else f'"{key}":{conv.ws}{value}'
+    return None if key is None or value is None else f'{key}:{conv.ws}{value}'
 
 
 def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: Any) -> str | None:
@@ -232,9 +233,9 @@ def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: 
         elif any(_key_ok(conv, k, names) for k in known):
             raise UnsupportedSchemaError("propertyNames", f"{ptr}/propertyNames",
                                          "propertyNames that declared properties also satisfy")
-        key = _names_body(conv, names, ptr)
+        key = _names_key(conv, names, ptr)
     else:
-        key = key_not_in(tuple(sorted(known)))
+        key = f'"{key_not_in(tuple(sorted(known)))}"'
     if key is None or value is None:
         return None
-    return f'"{key}":{conv.ws}{value}'
+    return f'{key}:{conv.ws}{value}'

@@ -1,7 +1,8 @@
 """Forced text for jump-forward: what every continuation of a state starts with.
 
-Computed on the token index itself rather than on a second (character-level) automaton: the
-next byte is forced when all tokens allowed in a state begin with the same byte. The state then
+Computed on the tokens themselves rather than on a second (character-level) automaton: the
+next byte is forced when all tokens allowed in a state begin with the same byte (the grammar's
+`first_bytes`: read off the mask row here, or off the byte-level automaton by LazyGrammar). The state then
 steps through that byte's single-byte token, which byte-level BPE and SentencePiece byte
 fallback both have for every byte. This stays exact for the tokens the model can actually
 write, costs one pass over a mask row per state (cached), and never re-parses the regex, which
@@ -14,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # grammar.py imports this module; the grammar is only a type here
-    from .grammar import CompiledGrammar
+if TYPE_CHECKING:  # grammar_base.py imports this module; the grammar is only a type here
+    from .grammar_base import Grammar
 
 MAX_FORCED_BYTES = 4096  # a bound for safety; forced runs are keys and punctuation in practice
 
 
-def _first_bytes(grammar: "CompiledGrammar", state: int) -> np.ndarray:
-    """Distinct first bytes of the real tokens allowed in `state`."""
+def mask_first_bytes(grammar: "Grammar", state: int) -> np.ndarray:
+    """Distinct first bytes of the real tokens allowed in `state`, read off its mask row."""
     row = grammar.row(state)
     bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: grammar.vocab_size].astype(bool)
     bits[grammar.eos_token_id] = False
@@ -29,7 +30,7 @@ def _first_bytes(grammar: "CompiledGrammar", state: int) -> np.ndarray:
     return np.unique(firsts[firsts >= 0])
 
 
-def compute_forced_bytes(grammar: "CompiledGrammar", state: int) -> bytes:
+def compute_forced_bytes(grammar: "Grammar", state: int) -> bytes:
     """Longest byte string forced from `state`, cut to whole UTF-8 characters.
 
     Stops where the text could end (accepting state), where two bytes are possible, or where the
@@ -39,7 +40,7 @@ def compute_forced_bytes(grammar: "CompiledGrammar", state: int) -> bytes:
     if grammar.token_vocab.first_byte.size == 0:
         return b""
     while len(out) < MAX_FORCED_BYTES and not grammar.is_accepting(state):
-        firsts = _first_bytes(grammar, state)
+        firsts = grammar.first_bytes(state)
         if firsts.size != 1:
             break
         byte = int(firsts[0])

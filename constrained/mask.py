@@ -33,10 +33,10 @@ def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
 
 def pack_ids(token_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """int [n] token ids (< vocab_size) -> int32 [ceil(vocab_size / 32)] packed row."""
-    row = np.zeros(bitmask_width(vocab_size), dtype=np.uint32)
-    ids = np.asarray(token_ids, dtype=np.int64)
-    np.bitwise_or.at(row, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
-    return row.view(np.int32)
+    bits = np.zeros(32 * bitmask_width(vocab_size), dtype=bool)
+    bits[np.asarray(token_ids, dtype=np.int64)] = True
+    # little-endian bytes of each word, then native words: bit j of word w is token 32 * w + j
+    return np.packbits(bits, bitorder="little").view("<u4").astype(np.uint32).view(np.int32)
 
 
 def row_has(row: np.ndarray, token_id: int) -> bool:

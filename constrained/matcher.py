@@ -8,21 +8,21 @@ import torch
 
 from .mask import row_ids
 
-if TYPE_CHECKING:  # grammar.py imports this module; the grammar is only a type here
-    from .grammar import CompiledGrammar
+if TYPE_CHECKING:  # grammar_base.py imports this module; the grammar is only a type here
+    from .grammar_base import Grammar
 
 _EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
 
 
 class GrammarMatcher:
-    """State stack over a CompiledGrammar: advance, rollback, masks, forced text.
+    """State stack over a Grammar: advance, rollback, masks, forced text.
 
     The stack holds the automaton state after each accepted token (initial state first), so
     `rollback(n)` is a pop and costs nothing; the engine uses it to undo speculative or
     jump-forward tokens.
     """
 
-    def __init__(self, grammar: "CompiledGrammar") -> None:
+    def __init__(self, grammar: "Grammar") -> None:
         self.grammar = grammar
         self._states: list[int] = [grammar.initial_state]
 

@@ -7,6 +7,8 @@ markers, EOS) produce no text a grammar can match and are left out.
 
 The vocabulary also carries one *sentinel* token per candidate end marker (see grammar.py for
 why): an ASCII control byte given an id past the real vocabulary, so it never reaches a mask.
+It also keeps every token's bytes as a padded matrix (TokenMatrix), for grammars that compute
+masks themselves by walking all tokens at once (lazy_grammar.py).
 """
 from __future__ import annotations
 
@@ -66,6 +68,36 @@ def token_bytes(tokenizer: Any) -> list[bytes | None]:
 
 
 @dataclass(frozen=True)
+class TokenMatrix:
+    """The bytes of every real token (not EOS, not special), laid out for walking all tokens
+    through an automaton one byte position at a time.
+
+    Rows are sorted by length, longest first, so the tokens still unfinished at position p are
+    the first `longer[p]` rows. ids: int64 [n] token id of each row; columns: uint8 [L, n]
+    (L the longest token; position-major so one position is a contiguous gather; 0 past a
+    token's end); longer: int64 [L + 1], rows longer than p bytes; pieces: bytes of each
+    token id, None where a token has none (indexed by id, `size` entries).
+    """
+    ids: np.ndarray
+    columns: np.ndarray
+    longer: np.ndarray
+    pieces: tuple[bytes | None, ...]
+
+
+def _token_matrix(pieces: list[bytes | None], eos_token_id: int, size: int) -> TokenMatrix:
+    kept = [(tid, p) for tid, p in enumerate(pieces) if p and tid != eos_token_id]
+    kept.sort(key=lambda item: -len(item[1]))
+    lens = np.array([len(p) for _, p in kept], dtype=np.int64)
+    width = int(lens[0]) if kept else 0
+    padded = b"".join(piece.ljust(width, b"\0") for _, piece in kept)
+    columns = np.frombuffer(padded, dtype=np.uint8).reshape(len(kept), width).T.copy()
+    longer = np.searchsorted(-lens, -np.arange(width + 1), side="left")  # lens descend
+    by_id = [p if p and tid != eos_token_id else None for tid, p in enumerate(pieces)]
+    return TokenMatrix(np.array([tid for tid, _ in kept], dtype=np.int64), columns, longer,
+                       tuple(by_id + [None] * (size - len(by_id))))
+
+
+@dataclass(frozen=True)
 class TokenVocab:
     """Everything compiled grammars share about one tokenizer.
 
@@ -76,7 +108,7 @@ class TokenVocab:
     a token. `size` is the number of real ids (mask width in tokens), `sentinel_ids[m]` the id
     of marker byte m, `marker_token_ids[m]` the real ids whose bytes contain m (int64),
     `first_byte` an int16 [size] array (-1 for no bytes) and `byte_token[b]` a real id whose
-    bytes are exactly b, or -1.
+    bytes are exactly b, or -1. `matrix` holds every real token's bytes (TokenMatrix).
     """
     shards: tuple[Vocabulary, ...]
     shard_of: np.ndarray
@@ -86,6 +118,7 @@ class TokenVocab:
     marker_token_ids: dict[bytes, np.ndarray]
     first_byte: np.ndarray
     byte_token: np.ndarray
+    matrix: TokenMatrix
 
 
 def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
@@ -122,7 +155,7 @@ def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
             shard_of[[i for i in ids if i < size]] = n % num_shards
     shards = tuple(Vocabulary(eos_token_id, part) for part in parts)
     return TokenVocab(shards, shard_of, size, eos_token_id, sentinel_ids, contains, first_byte,
-                      byte_token)
+                      byte_token, _token_matrix(pieces, eos_token_id, size))
 
 
 def token_vocab_from_tokenizer(tokenizer: Any, num_shards: int = 2) -> TokenVocab:

@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-from radixgen.constrained import GrammarCompiler
-
 from constrained_helpers import encode, forced_through
 
 SCHEMA = {
@@ -81,14 +79,3 @@ def test_choices_with_special_characters(smollm, smollm_tokenizer):
         assert forced_through(grammar, encode(smollm_tokenizer, text))
     assert not forced_through(grammar, encode(smollm_tokenizer, "aab"))
 
-
-def test_large_schema_is_narrowed_to_fit_the_budget(smollm_tokenizer):
-    """Past the state budget the compiler narrows (a subset of valid texts) instead of failing."""
-    schema = {"type": "object", "properties": {
-        "id": {"type": "integer"}, "meta": {}, "note": {"type": "string", "maxLength": 200}},
-        "required": ["id"]}
-    compiler = GrammarCompiler(smollm_tokenizer, state_budget=400)
-    grammar = compiler.compile("json_schema", schema)
-    assert grammar.info["narrowing_step"] > 0 and grammar.info["states"] <= 400
-    assert forced_through(grammar, encode(smollm_tokenizer, '{"id": 7, "note": "short"}'))
-    compiler.shutdown()

@@ -239,3 +239,15 @@ def test_one_of_disjoint_string_patterns_and_property_names():
     names = {"type": "object", "propertyNames": {"pattern": "^[a-z]{2}$"},
              "additionalProperties": {"type": "integer"}}
     assert accepts(names, {"ab": 1, "cd": 2}) and not accepts(names, {"abc": 1})
+
+
+@pytest.mark.parametrize("extra", [{"additionalProperties": {"type": "integer"}},
+                                   {"patternProperties": {".+": {"type": "integer"}},
+                                    "additionalProperties": False}])
+def test_property_names_union_keeps_whole_keys(extra):
+    """A propertyNames union is an alternation of quoted strings: the key is used whole (cutting
+    the quotes off its ends once broke the alternation)."""
+    names = {"type": "object", "propertyNames": {"oneOf": [{"pattern": "^[a-f0-9]{4}-g-[0-9]+$"},
+                                                           {"pattern": "^w-"}]}, **extra}
+    assert accepts(names, {"ae5f-g-1": 1, "w-x": 2}) and accepts(names, {})
+    assert not accepts(names, {"ae5f-g-": 1}) and not accepts(names, {"x": 1})
