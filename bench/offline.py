@@ -1,6 +1,7 @@
 """The seed workload: chat requests (system "You are a helpful assistant. Respond in two sentences." +
 a distinct short question), greedy, max_new_tokens=128. transformers' batched generate (left padding,
-one batch per 64 requests, same weights / dtype / threads) against radixgen, in one run.
+one batch per 64 requests, same weights / dtype / threads, the very token ids) against radixgen, in
+one run: radixgen at every size first, then (its engine shut down) transformers.
 
     python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf]
 
@@ -17,19 +18,15 @@ from pathlib import Path
 import torch
 
 import radixgen
-from hf_baseline import hf_generate  # bench/hf_baseline.py, beside this script
+from hf_baseline import hf_generate, in_own_thread  # bench/hf_baseline.py, beside this script
 from radixgen.cli import seed_messages
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_hf(model_dir: str, dtype: torch.dtype, convs: list, engine: radixgen.Engine, max_new: int) -> tuple[float, int]:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-    prompts = [engine.apply_chat_template(c) for c in convs]  # the very token ids radixgen gets
+def run_hf(model, prompts: list[list[int]], eos_id: int, max_new: int) -> tuple[float, int]:
     start = time.perf_counter()
-    outs = hf_generate(model, prompts, engine.tokenizer.eos_token_id, max_new)
+    outs = hf_generate(model, prompts, eos_id, max_new)
     return time.perf_counter() - start, sum(map(len, outs))
 
 
@@ -52,21 +49,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
-    dtype = engine.core.runner.dtype
+    dtype, model_dir, eos = engine.core.runner.dtype, engine.model_path, engine.tokenizer.eos_token_id
+    prompts = {n: [engine.apply_chat_template(c) for c in seed_messages(n)] for n in sizes}
     rows = []
     for n in sizes:
-        convs = seed_messages(n)
         engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
-        rg_s, rg_tok = run_radixgen(engine, convs, args.max_new_tokens)
-        hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else run_hf(engine.model_path, dtype, convs,
-                                                                      engine, args.max_new_tokens)
-        rows.append({"requests": n, "hf_s": hf_s, "hf_tok": hf_tok, "rg_s": rg_s, "rg_tok": rg_tok,
-                     "hf_tok_s": hf_tok / hf_s if hf_tok else float("nan"), "rg_tok_s": rg_tok / rg_s,
-                     "speedup": hf_s / rg_s})
-        r = rows[-1]
-        print(f"{n:>5} reqs  HF {hf_s:7.2f} s {r['hf_tok_s']:7.1f} tok/s | radixgen {rg_s:7.2f} s "
-              f"{r['rg_tok_s']:7.1f} tok/s | x{r['speedup']:.2f}", flush=True)
+        rg_s, rg_tok = run_radixgen(engine, seed_messages(n), args.max_new_tokens)
+        rows.append({"requests": n, "rg_s": rg_s, "rg_tok": rg_tok, "rg_tok_s": rg_tok / rg_s})
+        print(f"{n:>5} reqs  radixgen {rg_s:7.2f} s {rg_tok / rg_s:7.1f} tok/s", flush=True)
+    # One system at a time in the process: the engine's thread (and its OpenMP team) ends first,
+    # then transformers runs on a thread of its own (see hf_baseline.in_own_thread).
     engine.shutdown()
+    if not args.skip_hf:
+        from transformers import AutoModelForCausalLM
+        model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
+    for r in rows:
+        n = r["requests"]
+        # the very token ids radixgen got
+        hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else in_own_thread(
+            run_hf, model, prompts[n], eos, args.max_new_tokens)
+        r.update(hf_s=hf_s, hf_tok=hf_tok, hf_tok_s=hf_tok / hf_s if hf_tok else float("nan"),
+                 speedup=hf_s / r["rg_s"])
+        print(f"{n:>5} reqs  HF {hf_s:7.2f} s {r['hf_tok_s']:7.1f} tok/s | x{r['speedup']:.2f}", flush=True)
     print(f"\nseed workload, {dtype}, greedy, max_new_tokens={args.max_new_tokens}, {torch.get_num_threads()} threads")
     print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|")

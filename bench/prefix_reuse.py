@@ -6,7 +6,7 @@
      tool list ("multi-turn-agent", the shape of a real chat agent's requests);
   3. fork: one long context, 8 branches each asking a different question.
 
-Reports prefill tokens computed, cache hit rate against the best possible (each prompt's longest
+Cache on runs every workload, then cache off, then transformers, one system at a time. Reports prefill tokens computed, cache hit rate against the best possible (each prompt's longest
 common prefix with any earlier request's prompt + output, less the one token that must be computed),
 tokens/s and the speed-up. Writes bench/results/prefix_reuse.{json,png}.
 
@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 import radixgen
-from hf_baseline import hf_generate  # bench/hf_baseline.py, beside this script
+from hf_baseline import hf_generate, in_own_thread  # bench/hf_baseline.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 WORKLOADS = ("few-shot", "multi-turn", "multi-turn-agent", "fork")
@@ -126,10 +126,10 @@ def radix_runner(engine: radixgen.Engine, sink: dict) -> Run:
 
 def hf_runner(model_dir: str, dtype: torch.dtype, tok, sink: dict) -> Run:
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
 
     def run(prompts: list[list[int]], max_new: int) -> list[list[int]]:
-        outs = hf_generate(model, prompts, tok.eos_token_id, max_new)
+        outs = in_own_thread(hf_generate, model, prompts, tok.eos_token_id, max_new)
         sink["tokens"] += sum(map(len, outs))
         return outs
     return run
@@ -163,21 +163,27 @@ def main() -> None:
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    on = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
-    off = radixgen.Engine(dtype=args.dtype, num_threads=args.threads, disable_radix_cache=True)
-    tok = on.tokenizer
+    workloads = args.workloads.split(",")
     rows = []
-    for workload in args.workloads.split(","):
-        systems = [("radix on", on), ("radix off", off)] + ([] if args.skip_hf else [("transformers", None)])
-        for name, engine in systems:
-            sink = {"cached": 0, "tokens": 0}
-            run = radix_runner(engine, sink) if engine else hf_runner(on.model_path, on.core.runner.dtype, tok, sink)
-            rows.append(measure(name, workload, run, sink, tok, engine))
-            r = rows[-1]
-            print(f"{workload:>10} {name:>12}: {r['seconds']:7.2f} s, prefill computed {r['prefill_computed']:>7}"
-                  f" of {r['prompt_tokens']:>7}, hit/best {r['hit_vs_best']:.3f}, {r['tok_s']:.1f} tok/s", flush=True)
-    on.shutdown()
-    off.shutdown()
+
+    def record(name: str, workload: str, run_for: Callable[[dict], Run], engine: radixgen.Engine | None) -> None:
+        sink = {"cached": 0, "tokens": 0}
+        rows.append(measure(name, workload, run_for(sink), sink, tok, engine))
+        r = rows[-1]
+        print(f"{workload:>16} {name:>12}: {r['seconds']:7.2f} s, prefill computed {r['prefill_computed']:>7}"
+              f" of {r['prompt_tokens']:>7}, hit/best {r['hit_vs_best']:.3f}, {r['tok_s']:.1f} tok/s", flush=True)
+    # One system at a time in the process: each engine's thread (and its OpenMP team) ends before
+    # the next system starts; transformers runs on threads of its own (hf_baseline.in_own_thread).
+    for name, disable in (("radix on", False), ("radix off", True)):
+        with radixgen.Engine(dtype=args.dtype, num_threads=args.threads, disable_radix_cache=disable) as engine:
+            tok, model_dir, dtype = engine.tokenizer, engine.model_path, engine.core.runner.dtype
+            for workload in workloads:
+                record(name, workload, lambda sink: radix_runner(engine, sink), engine)
+    if not args.skip_hf:
+        for workload in workloads:
+            record("transformers", workload, lambda sink: hf_runner(model_dir, dtype, tok, sink), None)
+    order = {w: i for i, w in enumerate(workloads)}
+    rows.sort(key=lambda r: order[r["workload"]])  # stable: on, off, transformers per workload
     print("\n| workload | system | seconds | prefill tokens computed | prompt tokens | cached / best possible "
           "| tokens/s | speed-up vs radix off |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

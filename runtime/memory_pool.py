@@ -5,6 +5,9 @@ gathers stay in bounds and read finite values.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 
@@ -13,13 +16,24 @@ class KVPool:
 
     def __init__(self, num_layers: int, num_slots: int, kv_heads: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device):
+        shape = (num_layers, num_slots, kv_heads, head_dim)
         # zeros, not empty: masked-out keys are read too and must not be NaN (0 * NaN = NaN).
-        self.k = torch.zeros(num_layers, num_slots, kv_heads, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros(num_layers, num_slots, kv_heads, head_dim, dtype=dtype, device=device)
+        self.k = lazy_zeros(shape, dtype, device)
+        self.v = lazy_zeros(shape, dtype, device)
 
     @staticmethod
     def bytes_per_token(num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
         return 2 * num_layers * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A zero tensor whose pages the OS zeroes on first touch (on a CPU). torch.zeros writes every
+    byte up front: for a pool of a quarter of this machine's memory that took ~10 s of start-up;
+    calloc (numpy.zeros) of that size maps fresh zero pages instead, and untouched ones cost nothing."""
+    if device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    return torch.from_numpy(np.zeros(nbytes, dtype=np.uint8)).view(dtype).view(shape)
 
 
 class PageAllocator:
