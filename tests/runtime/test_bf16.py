@@ -45,3 +45,12 @@ def test_bf16_logprobs_follow_transformers(engine_bf16):
     # measured: mean 0.009, max 0.14 (the torch ops in bf16: 0.0075, 0.14)
     assert diffs_t.mean() < 0.03 and diffs_t.max() < 0.5, (diffs_t.mean(), diffs_t.max())
     engine_bf16.check()
+
+
+def test_matmul_row_padding_is_tight_and_has_few_sizes():
+    from radixgen.runtime.models.llama import padded_rows
+    sizes = {padded_rows(m) for m in range(1, 2049)}
+    assert len(sizes) == 72  # the kernels warm_up builds
+    for m in range(1, 5000):
+        p = padded_rows(m)
+        assert m <= p <= m * 9 / 8 and padded_rows(p) == p
