@@ -68,7 +68,7 @@ def _cpu_flags() -> str:
 def load_library() -> ctypes.CDLL | None:
     """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
     cxx = os.environ.get("CXX", "g++")
-    sources = [p.read_bytes() for p in [*_SOURCES, _HERE / "cpu_attention_avx512.h"]]
+    sources = [p.read_bytes() for p in [*_SOURCES, _HERE / "cpu_attention_avx512.h", _HERE / "cpu_scalar.h"]]
     key = hashlib.sha256(b"\0".join([*sources, cxx.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_flags().encode()])).hexdigest()[:16]
     path = _cache_dir() / f"cpu_attention_{key}.so"

@@ -13,44 +13,18 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu_scalar.h"
+
 namespace {
 
 constexpr int KB = 32;         // keys per block: their scores are softmaxed together
 constexpr int MAX_ROWS = 64;   // query rows (new tokens x query heads of one kv head) per task
 constexpr int MAX_D = 256;
 
-inline float bf16_to_float(uint16_t x) {
-  uint32_t u = uint32_t(x) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 inline void load_row(const float* src, float* dst, int d) { std::memcpy(dst, src, d * sizeof(float)); }
 inline void load_row(const uint16_t* src, float* dst, int d) {
 #pragma omp simd
-  for (int i = 0; i < d; ++i) dst[i] = bf16_to_float(src[i]);
-}
-
-// exp(x) for x <= 0 (scores minus their running max), vectorizable: 2^(x log2 e) split into an
-// integer power (built in the exponent bits) and a degree-6 polynomial on [0, 1), rel. error ~3e-9.
-// Exactly 0 below -87 (so masked -inf scores weigh nothing).
-inline float exp_nonpos(float x) {
-  const float xc = x < -87.f ? -87.f : x;
-  const float t = xc * 1.44269504088896341f;
-  const float fi = std::floor(t);
-  const float f = t - fi;
-  float p = 2.187750476e-04f;
-  p = p * f + 1.238782148e-03f;
-  p = p * f + 9.684580452e-03f;
-  p = p * f + 5.548042633e-02f;
-  p = p * f + 2.402305020e-01f;
-  p = p * f + 6.931469287e-01f;
-  p = p * f + 1.0f;
-  const uint32_t bits = uint32_t(int32_t(fi) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return x < -87.f ? 0.f : p * scale;
+  for (int i = 0; i < d; ++i) dst[i] = bf2f(src[i]);
 }
 
 struct Tile { int64_t b, first, count; };  // request b, its new tokens first : first + count
