@@ -6,8 +6,8 @@ gathers stay in bounds and read finite values.
 from __future__ import annotations
 
 import math
+import mmap
 
-import numpy as np
 import torch
 
 
@@ -27,13 +27,22 @@ class KVPool:
 
 
 def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A zero tensor whose pages the OS zeroes on first touch (on a CPU). torch.zeros writes every
-    byte up front: for a pool of a quarter of this machine's memory that took ~10 s of start-up;
-    calloc (numpy.zeros) of that size maps fresh zero pages instead, and untouched ones cost nothing."""
+    """A zero tensor whose memory the OS zeroes on first touch (on a CPU), in 2 MB huge pages.
+
+    torch.zeros writes every byte up front: for a pool of a quarter of this machine's memory that
+    took ~10 s of start-up. An anonymous mapping is zero already and costs nothing until touched;
+    with 4 KB pages, though, each first write to a slot paid a page fault (~40 us here, 7 us a
+    token a layer in decode), hence MADV_HUGEPAGE: 512x fewer faults (rotary + KV write of 256
+    fresh tokens: 1976 us with 4 KB pages, 176 us with huge pages, 79 us on touched memory).
+    """
     if device.type != "cpu":
         return torch.zeros(shape, dtype=dtype, device=device)
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-    return torch.from_numpy(np.zeros(nbytes, dtype=np.uint8)).view(dtype).view(shape)
+    region = mmap.mmap(-1, max(nbytes, 1))  # anonymous, private, zero-filled
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        region.madvise(mmap.MADV_HUGEPAGE)
+    # the tensor's storage keeps `region` alive
+    return torch.frombuffer(region, dtype=torch.uint8, count=nbytes).view(dtype).view(shape)
 
 
 class PageAllocator:
