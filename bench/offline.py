@@ -50,6 +50,7 @@ def main() -> None:
     engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
     dtype, model_dir, eos = engine.core.runner.dtype, engine.model_path, engine.tokenizer.eos_token_id
+    # transformers gets the very token ids radixgen's chat template makes
     prompts = {n: [engine.apply_chat_template(c) for c in seed_messages(n)] for n in sizes}
     rows = []
     for n in sizes:
@@ -65,7 +66,6 @@ def main() -> None:
         model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
     for r in rows:
         n = r["requests"]
-        # the very token ids radixgen got
         hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else in_own_thread(
             run_hf, model, prompts[n], eos, args.max_new_tokens)
         r.update(hf_s=hf_s, hf_tok=hf_tok, hf_tok_s=hf_tok / hf_s if hf_tok else float("nan"),
