@@ -124,10 +124,7 @@ def radix_runner(engine: radixgen.Engine, sink: dict) -> Run:
     return run
 
 
-def hf_runner(model_dir: str, dtype: torch.dtype, tok, sink: dict) -> Run:
-    from transformers import AutoModelForCausalLM
-    model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
-
+def hf_runner(model, tok, sink: dict) -> Run:
     def run(prompts: list[list[int]], max_new: int) -> list[list[int]]:
         outs = in_own_thread(hf_generate, model, prompts, tok.eos_token_id, max_new)
         sink["tokens"] += sum(map(len, outs))
@@ -180,8 +177,10 @@ def main() -> None:
             for workload in workloads:
                 record(name, workload, lambda sink: radix_runner(engine, sink), engine)
     if not args.skip_hf:
-        for workload in workloads:
-            record("transformers", workload, lambda sink: hf_runner(model_dir, dtype, tok, sink), None)
+        from transformers import AutoModelForCausalLM
+        model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
+        for workload in workloads:  # one model for every workload, as each engine served them all
+            record("transformers", workload, lambda sink: hf_runner(model, tok, sink), None)
     order = {w: i for i, w in enumerate(workloads)}
     rows.sort(key=lambda r: order[r["workload"]])  # stable: on, off, transformers per workload
     print("\n| workload | system | seconds | prefill tokens computed | prompt tokens | cached / best possible "

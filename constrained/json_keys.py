@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Callable
 
 from .json_pattern import char_set, complement
-from .json_values import class_char, encode_char
+from .json_values import FREE_CHAR, class_char, encode_char
 
 # A key character that is not printable ASCII: raw non-ASCII, or an escape that cannot spell a
 # printable ASCII character (json.dumps never escapes those).
@@ -15,7 +15,7 @@ _NOT_ASCII_CHAR = (r'(?:[^\x00-\x7f]|\\["\\bfnrt]'
                    r"|[1-9a-cA-C][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}|[e-fE-F][0-9a-fA-F]{3}"
                    r"|[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))")
 _PRINTABLE = {chr(c) for c in range(0x20, 0x7F)} - {'"', "\\"}
-_TAIL = r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*'  # anything, once a key differs
+_TAIL = FREE_CHAR + "*"  # anything, once a key differs
 
 
 def _trie(keys: tuple[str, ...]) -> dict:

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from radixgen.constrained import GrammarCompiler, apply_bitmask, fill_batch_bitmask, make_bitmask
+from radixgen.constrained import GrammarCompiler, fill_batch_bitmask, make_bitmask
+from radixgen.kernels import cpu as cpu_kernels
 
 from .config import EngineConfig
 from .request import Req
@@ -52,7 +53,8 @@ class Constraints:
             return
         bitmask = make_bitmask(len(reqs), logits.shape[-1])             # int32 [B, ceil(V / 32)]
         fill_batch_bitmask(bitmask, [r.grammar for r in reqs])           # unconstrained rows stay all-ones
-        apply_bitmask(logits, bitmask)
+        # the C++ kernel reads the words in place; constrained's torch version unpacks [B, V] bools
+        cpu_kernels.apply_token_bitmask(logits, bitmask)
 
     def forced_tokens(self, req: Req) -> list[int]:
         """Jump-forward: the tokens of the text the grammar forces from here, already accepted by the

@@ -105,8 +105,9 @@ class Linear(nn.Linear):
         if self.packed is None:
             return super().forward(x)
         m = x.shape[0]
-        if padded_rows(m) != m:
-            x = torch.cat([x, x.new_zeros(padded_rows(m) - m, x.shape[1])])
+        rows = padded_rows(m)
+        if rows != m:
+            x = torch.cat([x, x.new_zeros(rows - m, x.shape[1])])
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")[:m]
 
     def warm_up(self, max_rows: int) -> None:

@@ -12,6 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import radixgen
+from radixgen.kernels import cpu, cpu_layer_ops
+from radixgen.runtime.models.llama import can_prepack
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
            "How do I reverse a list in Python?", "Explain gravity to a child."]
@@ -24,6 +26,11 @@ def engine_bf16():
 
 
 def test_bf16_logprobs_follow_transformers(engine_bf16):
+    # the path under test: fused C++ layer ops and prepacked matmuls (else this only tests torch)
+    if cpu.is_available():
+        assert engine_bf16.core.runner.ops is cpu_layer_ops
+    if can_prepack(torch.device("cpu"), torch.bfloat16):
+        assert engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj.packed is not None
     hf = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.bfloat16).eval()
     ids = [engine_bf16.apply_chat_template([{"role": "user", "content": p}]) for p in PROMPTS]
     outs = engine_bf16.generate(input_ids=ids, return_logprob=True, logprob_start_len=0,
