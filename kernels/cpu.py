@@ -29,7 +29,8 @@ from .meta import AttnMeta
 write_kv = reference.write_kv
 
 _HERE = Path(__file__).parent
-_SOURCES = [_HERE / "cpu_attention.cpp", _HERE / "cpu_layer_ops.cpp"]  # one library, see cpu_layer_ops.py
+# One library: attention here; fused layer ops and small-batch linears (cpu_layer_ops.py); logit ops.
+_SOURCES = [_HERE / f"{name}.cpp" for name in ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits")]
 # Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
           "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
@@ -68,7 +69,8 @@ def _cpu_flags() -> str:
 def load_library() -> ctypes.CDLL | None:
     """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
     cxx = os.environ.get("CXX", "g++")
-    sources = [p.read_bytes() for p in [*_SOURCES, _HERE / "cpu_attention_avx512.h", _HERE / "cpu_scalar.h"]]
+    headers = [_HERE / "cpu_attention_avx512.h", _HERE / "cpu_vec512.h", _HERE / "cpu_scalar.h"]
+    sources = [p.read_bytes() for p in [*_SOURCES, *headers]]
     key = hashlib.sha256(b"\0".join([*sources, cxx.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_flags().encode()])).hexdigest()[:16]
     path = _cache_dir() / f"cpu_attention_{key}.so"
@@ -92,6 +94,13 @@ def load_library() -> ctypes.CDLL | None:
     lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
     lib.rg_apply_bitmask.argtypes = [_ptr, _int, _i64, _ptr, _i64, _i64, _i64, _int]
+    lib.rg_linear_small_max_rows.restype = ctypes.c_int
+    lib.rg_pack_linear_small.restype = None
+    lib.rg_pack_linear_small.argtypes = [_ptr, _ptr, _i64, _i64]
+    lib.rg_linear_small.restype = None
+    lib.rg_linear_small.argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int]
+    lib.rg_argmax.restype = None
+    lib.rg_argmax.argtypes = [_ptr, _int, _i64, _i64, _i64, _ptr, _int]
     lib.rg_add_rmsnorm.restype = None
     lib.rg_add_rmsnorm.argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, _i64, ctypes.c_float, _int]
     lib.rg_rope_write_kv.restype = None
@@ -216,3 +225,15 @@ def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     words = bitmask.to(torch.int32).contiguous()
     lib.rg_apply_bitmask(logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.stride(0),
                          words.data_ptr(), words.stride(0), logits.shape[0], logits.shape[1], _threads())
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """logits: float [B, V] -> int64 [B], the first index of each row's maximum (NaNs skipped)."""
+    lib = load_library()
+    if (lib is None or logits.device.type != "cpu" or logits.dim() != 2 or logits.stride(1) != 1
+            or logits.dtype not in (torch.float32, torch.bfloat16)):
+        return logits.max(dim=-1).indices
+    out = torch.empty(logits.shape[0], dtype=torch.int64)
+    lib.rg_argmax(logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.stride(0),
+                  logits.shape[0], logits.shape[1], out.data_ptr(), _threads())
+    return out

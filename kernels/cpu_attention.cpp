@@ -245,25 +245,4 @@ void rg_gather_kv(const void* k_pool, const void* v_pool, int64_t slot_bytes, in
   }
 }
 
-// logits [B, V] (fp32 when is_bf16 == 0, else bf16) with row stride; bitmask int32 [B, >= ceil(V/32)]:
-// bit j of word w allows token 32 w + j; every other logit becomes -inf.
-void rg_apply_bitmask(void* logits, int is_bf16, int64_t row_stride, const int32_t* bitmask,
-                      int64_t mask_stride, int64_t batch, int64_t vocab, int threads) {
-  const int64_t words = (vocab + 31) / 32;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t w = 0; w < words; ++w) {
-      const uint32_t bits = uint32_t(bitmask[b * mask_stride + w]);
-      if (bits == 0xFFFFFFFFu) continue;  // all 32 allowed: the common case for free text
-      const int64_t end = std::min<int64_t>(32, vocab - 32 * w);
-      for (int64_t j = 0; j < end; ++j) {
-        if (bits >> j & 1u) continue;
-        const int64_t i = b * row_stride + 32 * w + j;
-        if (is_bf16) static_cast<uint16_t*>(logits)[i] = 0xFF80;  // bf16 -inf
-        else static_cast<float*>(logits)[i] = -INFINITY;
-      }
-    }
-  }
-}
-
 }  // extern "C"

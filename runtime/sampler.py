@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from radixgen.kernels import cpu as cpu_kernels
+
 from .request import Req, TokenLogprob
 
 
@@ -57,7 +59,10 @@ def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) ->
 
 
 def argmax(logits: torch.Tensor) -> torch.Tensor:
-    """[B, V] -> [B] first index of each row's maximum; max() ran ~2x faster than argmax() here."""
+    """[B, V] -> [B] first index of each row's maximum: the C++ kernel on a CPU (torch's bf16 max()
+    took ~8 ms of a batch-256 step), else max(), which ran ~2x faster than argmax() here."""
+    if logits.is_cpu:
+        return cpu_kernels.argmax(logits)
     return logits.max(dim=-1).indices
 
 

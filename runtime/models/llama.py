@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from radixgen.kernels import AttnMeta
+from radixgen.kernels import cpu_layer_ops
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 
@@ -94,17 +95,24 @@ def padded_rows(m: int) -> int:
 
 class Linear(nn.Linear):
     """nn.Linear that can prepack its weight for oneDNN: bf16 matmuls on a CPU otherwise reorder the
-    weight on every call, and prepacked ones ran 1.5-2x faster here."""
+    weight on every call, and prepacked ones ran 1.5-2x faster here. Batches of up to `small_rows`
+    rows (the decode tail) go to our own kernel instead, on a second packed copy of the weight."""
 
-    packed: torch.Tensor | None = None
+    packed: torch.Tensor | None = None   # oneDNN's layout
+    small: torch.Tensor | None = None    # cpu_layer_ops.linear_small's layout
+    small_rows: int = 0
 
     def pack(self, batch_hint: int = 64) -> None:
         self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), batch_hint)
+        self.small = cpu_layer_ops.pack_linear_small(self.weight)
+        self.small_rows = cpu_layer_ops.small_rows() if self.small is not None else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
             return super().forward(x)
         m = x.shape[0]
+        if m <= self.small_rows:
+            return cpu_layer_ops.linear_small(x, self.small, self.bias)
         rows = padded_rows(m)
         if rows != m:
             x = torch.cat([x, x.new_zeros(rows - m, x.shape[1])])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from radixgen.kernels import cpu_layer_ops, layer_ops, reference
+from radixgen.kernels import cpu, cpu_layer_ops, layer_ops, reference
 from radixgen.kernels.cpu import is_available
 
 pytestmark = pytest.mark.skipif(not is_available(), reason="the C++ CPU kernels could not be built")
@@ -68,3 +68,29 @@ def test_other_dtypes_take_the_reference() -> None:
     out, res = cpu_layer_ops.add_rmsnorm(x, None, w, 1e-6)
     want, _ = layer_ops.add_rmsnorm(x, None, w, 1e-6)
     assert torch.equal(out, want) and res is x
+
+
+@pytest.mark.parametrize("n,k,bias", [(960, 576, True), (576, 1536, False), (64, 32, False)])
+def test_linear_small_matches_torch(n: int, k: int, bias: bool) -> None:
+    g = torch.Generator().manual_seed(n + k)
+    w = torch.randn(n, k, generator=g).to(BF16)
+    b = torch.randn(n, generator=g).to(BF16) if bias else None
+    packed = cpu_layer_ops.pack_linear_small(w)
+    if packed is None:
+        pytest.skip("this CPU has no AVX512-BF16: oneDNN takes every batch size")
+    for m in (1, 2, 3, 6, 16, 17):  # AMX takes up to 16 rows; the vdpbf16ps loop any number
+        x = torch.randn(m, k, generator=g).to(BF16)
+        # both sum in fp32 and round once; only the order of the sum differs
+        assert_close_ulp(cpu_layer_ops.linear_small(x, packed, b), torch.nn.functional.linear(x, w, b), 0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, BF16])
+def test_argmax_is_the_first_maximum(dtype: torch.dtype) -> None:
+    x = torch.randn(5, 1000, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x[0, [17, 400, 999]] = 50.0          # ties: the first wins
+    x[1] = float("-inf")                 # nothing allowed: index 0, as torch gives
+    x[2, 996:] = 60.0                    # in the scalar tail past the last 16 lanes
+    x[3, 3] = float("inf")
+    x4 = x[4:, :37]                      # a short row, strided
+    assert cpu.argmax(x).tolist() == x.max(dim=-1).indices.tolist() == [17, 0, 996, 3, int(x[4].argmax())]
+    assert torch.equal(cpu.argmax(x4), x4.max(dim=-1).indices)

@@ -1,9 +1,12 @@
-"""The bf16 path (what dtype=auto picks on this CPU: prepacked matmuls with padded row counts, the
-fused C++ layer ops) against transformers in bf16 on the same weights.
+"""The bf16 path (what dtype=auto picks on this CPU: our AMX matmuls for small batches, oneDNN's
+prepacked ones with padded row counts for large, the fused C++ layer ops) against the float32 model.
 
-bf16 results depend on where each implementation rounds and sums, so tokens may part ways at a
-near-tie; the test compares log-probabilities under teacher forcing instead: the prompt's (prefill
-path) and our generated tokens' (decode path), scored by transformers on the same sequence.
+bf16 results depend on where each implementation rounds and sums, and this model amplifies a
+one-ulp change in one matmul into ~0.05 of a token's logprob; so tokens may part ways at a
+near-tie. The test scores sequences under teacher forcing instead (the prompt: prefill path; our
+generated tokens: decode path) and asks that our bf16 stay as close to transformers' float32 as
+transformers' own bf16 does. (Measured: mean |diff| 0.056 for ours, 0.057 for transformers' bf16.
+With oneDNN for every matmul, as transformers uses, ours matched transformers' bf16 to 0.009.)
 """
 from __future__ import annotations
 
@@ -31,26 +34,31 @@ def test_bf16_logprobs_follow_transformers(engine_bf16):
         assert engine_bf16.core.runner.ops is cpu_layer_ops
     if can_prepack(torch.device("cpu"), torch.bfloat16):
         assert engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj.packed is not None
-    hf = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.bfloat16).eval()
+        if cpu_layer_ops.pack_linear_small(torch.zeros(32, 2, dtype=torch.bfloat16)) is not None:
+            assert engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj.small is not None
+    hf16 = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.bfloat16).eval()
+    hf32 = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.float32).eval()
     ids = [engine_bf16.apply_chat_template([{"role": "user", "content": p}]) for p in PROMPTS]
     outs = engine_bf16.generate(input_ids=ids, return_logprob=True, logprob_start_len=0,
                                 sampling_params={"temperature": 0, "max_new_tokens": 24})
-    diffs = []
+    ours_d, hf16_d = [], []
     for prompt_ids, out in zip(ids, outs):
         seq = prompt_ids + out["output_ids"]
         with torch.no_grad():
-            logp = torch.log_softmax(hf(torch.tensor([seq])).logits[0].float(), dim=-1)
-        ref = [logp[p - 1, seq[p]].item() for p in range(1, len(seq))]
+            logp32, logp16 = (torch.log_softmax(m(torch.tensor([seq])).logits[0].float(), dim=-1) for m in (hf32, hf16))
+        at = lambda logp: [logp[p - 1, seq[p]].item() for p in range(1, len(seq))]  # noqa: E731
+        ref = at(logp32)
         ours = [lp for lp, _, _ in out["meta_info"]["input_token_logprobs"][1:]]
         ours += [lp for lp, _, _ in out["meta_info"]["output_token_logprobs"]]
         assert len(ours) == len(ref)
-        diffs += [abs(a - b) for a, b in zip(ours, ref)]
-        # our greedy pick is transformers' pick too, or within bf16 noise of it
+        ours_d += [abs(a - b) for a, b in zip(ours, ref)]
+        hf16_d += [abs(a - b) for a, b in zip(at(logp16), ref)]
+        # our greedy pick is the float32 model's pick too, or within bf16 noise of it
         for p, tok in enumerate(out["output_ids"], start=len(prompt_ids) - 1):
-            assert logp[p].max().item() - logp[p, tok].item() < 0.5  # a few bf16 ulps of a logit
-    diffs_t = torch.tensor(diffs)
-    # measured: mean 0.009, max 0.14 (the torch ops in bf16: 0.0075, 0.14)
-    assert diffs_t.mean() < 0.03 and diffs_t.max() < 0.5, (diffs_t.mean(), diffs_t.max())
+            assert logp32[p].max().item() - logp32[p, tok].item() < 0.5
+    ours_t, hf16_t = torch.tensor(ours_d), torch.tensor(hf16_d)
+    assert ours_t.mean() < 1.3 * hf16_t.mean() + 0.01, (ours_t.mean(), hf16_t.mean())
+    assert ours_t.max() < 1.0, ours_t.max()
     engine_bf16.check()
 
 
