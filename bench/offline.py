@@ -1,9 +1,11 @@
 """The seed workload: chat requests (system "You are a helpful assistant. Respond in two sentences." +
 a distinct short question), greedy, max_new_tokens=128. transformers' batched generate (left padding,
 one batch per 64 requests, same weights / dtype / threads, the very token ids) against radixgen, in
-one run: radixgen at every size first, then (its engine shut down) transformers.
+one run: radixgen at every size first, then (its engine shut down) transformers. With --repeat N
+that round runs N times and the table gives medians: on a shared machine either system's time moves
+by +-30% over minutes, so one round's ratio says little on its own.
 
-    python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf]
+    python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf] [--repeat N]
 
 Prints a table and writes bench/results/offline.{json,png}.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -37,49 +40,74 @@ def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[fl
     return time.perf_counter() - start, sum(o["meta_info"]["completion_tokens"] for o in outs)
 
 
+def radixgen_round(args: argparse.Namespace, sizes: list[int]) -> tuple[list[tuple[float, int]], dict]:
+    """One engine, every size, then shut down; returns (seconds, tokens) per size and what HF needs."""
+    engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
+    engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
+    # transformers gets the very token ids radixgen's chat template makes
+    info = {"dtype": engine.core.runner.dtype, "model_dir": engine.model_path, "eos": engine.tokenizer.eos_token_id,
+            "prompts": {n: [engine.apply_chat_template(c) for c in seed_messages(n)] for n in sizes}}
+    out = []
+    for n in sizes:
+        engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
+        out.append(run_radixgen(engine, seed_messages(n), args.max_new_tokens))
+        print(f"{n:>5} reqs  radixgen {out[-1][0]:7.2f} s {out[-1][1] / out[-1][0]:7.1f} tok/s", flush=True)
+    # One system at a time in the process: the engine's thread (and its OpenMP team) ends first,
+    # then transformers runs on a thread of its own (see hf_baseline.in_own_thread).
+    engine.shutdown()
+    return out, info
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--sizes", default="4,8,16,32,64,256")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of (radixgen, then transformers); the table gives medians and the "
+                         "range of the per-round speed-ups, each from two runs minutes apart")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both systems")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(args.threads)
-    engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
-    engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
-    dtype, model_dir, eos = engine.core.runner.dtype, engine.model_path, engine.tokenizer.eos_token_id
-    # transformers gets the very token ids radixgen's chat template makes
-    prompts = {n: [engine.apply_chat_template(c) for c in seed_messages(n)] for n in sizes}
-    rows = []
-    for n in sizes:
-        engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
-        rg_s, rg_tok = run_radixgen(engine, seed_messages(n), args.max_new_tokens)
-        rows.append({"requests": n, "rg_s": rg_s, "rg_tok": rg_tok, "rg_tok_s": rg_tok / rg_s})
-        print(f"{n:>5} reqs  radixgen {rg_s:7.2f} s {rg_tok / rg_s:7.1f} tok/s", flush=True)
-    # One system at a time in the process: the engine's thread (and its OpenMP team) ends first,
-    # then transformers runs on a thread of its own (see hf_baseline.in_own_thread).
-    engine.shutdown()
-    if not args.skip_hf:
-        from transformers import AutoModelForCausalLM
-        model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval())
+    rg: list[list[tuple[float, int]]] = []
+    hf: list[list[tuple[float, int]]] = []
+    model = None
+    for rnd in range(args.repeat):
+        times, info = radixgen_round(args, sizes)
+        rg.append(times)
+        if args.skip_hf:
+            continue
+        if model is None:
+            from transformers import AutoModelForCausalLM
+            model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(info["model_dir"], dtype=info["dtype"]).eval())
+        hf.append([])
+        for n, (rg_s, _) in zip(sizes, times):
+            hf[-1].append(in_own_thread(run_hf, model, info["prompts"][n], info["eos"], args.max_new_tokens))
+            print(f"{n:>5} reqs  HF {hf[-1][-1][0]:7.2f} s | x{hf[-1][-1][0] / rg_s:.2f}  (round {rnd + 1})", flush=True)
+    rows = [summarize(n, [r[i] for r in rg], [h[i] for h in hf]) for i, n in enumerate(sizes)]
+    print(f"\nseed workload, {info['dtype']}, greedy, max_new_tokens={args.max_new_tokens}, "
+          f"{torch.get_num_threads()} threads, {args.repeat} round(s): medians")
+    print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up | per-round speed-ups |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        n = r["requests"]
-        hf_s, hf_tok = (float("nan"), 0) if args.skip_hf else in_own_thread(
-            run_hf, model, prompts[n], eos, args.max_new_tokens)
-        r.update(hf_s=hf_s, hf_tok=hf_tok, hf_tok_s=hf_tok / hf_s if hf_tok else float("nan"),
-                 speedup=hf_s / r["rg_s"])
-        print(f"{n:>5} reqs  HF {hf_s:7.2f} s {r['hf_tok_s']:7.1f} tok/s | x{r['speedup']:.2f}", flush=True)
-    print(f"\nseed workload, {dtype}, greedy, max_new_tokens={args.max_new_tokens}, {torch.get_num_threads()} threads")
-    print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
+        spread = ", ".join(f"{x:.2f}" for x in r["speedups"])
         print(f"| {r['requests']} | {r['hf_s']:.2f} | {r['hf_tok_s']:.1f} | {r['rg_s']:.2f} | {r['rg_tok_s']:.1f} | "
-              f"{r['speedup']:.2f}x |")
+              f"{r['speedup']:.2f}x | {spread} |")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "offline.json").write_text(json.dumps({"dtype": str(dtype), "rows": rows}, indent=2))
-    plot(rows, str(dtype))
+    (RESULTS / "offline.json").write_text(json.dumps({"dtype": str(info["dtype"]), "rows": rows}, indent=2))
+    plot(rows, str(info["dtype"]))
+
+
+def summarize(n: int, rg: list[tuple[float, int]], hf: list[tuple[float, int]]) -> dict:
+    """Medians over rounds; the speed-up is the median of the per-round ratios (each pair of runs
+    close in time, so a slow spell of the shared machine tends to hit both)."""
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    speedups = [h[0] / r[0] for r, h in zip(rg, hf)]
+    rg_s, hf_s = med([r[0] for r in rg]), med([h[0] for h in hf])
+    return {"requests": n, "rg_s": rg_s, "rg_tok_s": med([r[1] / r[0] for r in rg]), "hf_s": hf_s,
+            "hf_tok_s": med([h[1] / h[0] for h in hf]), "speedup": med(speedups), "speedups": speedups}
 
 
 def plot(rows: list[dict], dtype: str) -> None:

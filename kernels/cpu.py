@@ -37,7 +37,8 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", 
 _POOL_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 _MAX_D, _MAX_ROWS = 256, 64      # the kernel's fixed per-task buffers (see MAX_D, MAX_ROWS there)
 # Extends up to this many new tokens per request stream through the kernel; longer ones go to SDPA.
-STREAM_MAX_EXTEND = 16
+# 63 requests x 8 new tokens after a 22-token prefix: kernel 0.9 ms, SDPA 1.5; x 10: 2.8 vs 1.2.
+STREAM_MAX_EXTEND = 8
 _SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
