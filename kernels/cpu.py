@@ -37,8 +37,9 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", 
 _POOL_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 _MAX_D, _MAX_ROWS = 256, 64      # the kernel's fixed per-task buffers (see MAX_D, MAX_ROWS there)
 # Extends up to this many new tokens per request stream through the kernel; longer ones go to SDPA.
-# 63 requests x 8 new tokens after a 22-token prefix: kernel 0.9 ms, SDPA 1.5; x 10: 2.8 vs 1.2.
-STREAM_MAX_EXTEND = 8
+# 63 requests after a 22-token prefix, best of 20: 8 new tokens each: kernel 0.8 ms, SDPA 1.7;
+# 15: 1.5 vs 1.5; 21: 4.2 vs 2.7 (one task then holds 63 query rows).
+STREAM_MAX_EXTEND = 16
 _SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
@@ -146,9 +147,7 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
     out = _alloc(t, h, d, dtype=torch.float32)            # fp32 [T, H, D], every row written
     splits = _num_splits(meta, kvh, h // kvh)
     partial = _alloc(t, h, splits, d + 2, dtype=torch.float32) if splits > 1 else out  # (m, l, acc[D])
-    table = meta.req_to_slot.to(torch.int32).contiguous()
-    rows, prefix, extend = (x.to(torch.int64).contiguous()
-                            for x in (meta.req_rows, meta.prefix_lens, meta.extend_lens))
+    table, rows, prefix, extend = meta.c_args
     rc = load_library().rg_attention(
         _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
         k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
@@ -172,8 +171,8 @@ def _gather_kv(k_pool: torch.Tensor, v_pool: torch.Tensor,
     b, n = meta.batch_size, meta.max_seq
     k = _alloc(b, n, *k_pool.shape[1:], dtype=k_pool.dtype)  # [B, max_seq, KVH, D]
     v = _alloc(*k.shape, dtype=k.dtype)
-    table = meta.req_to_slot.to(torch.int32).contiguous()
-    rows, seq = meta.req_rows.to(torch.int64).contiguous(), meta.seq_lens.to(torch.int64).contiguous()
+    table, rows = meta.c_args[:2]
+    seq = meta.seq_lens.to(torch.int64).contiguous()
     row_bytes = k[0, 0].numel() * k.element_size()
     load_library().rg_gather_kv(k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0) * k.element_size(),
                                 row_bytes, table.data_ptr(), table.stride(0), rows.data_ptr(),

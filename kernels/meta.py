@@ -34,6 +34,13 @@ class AttnMeta:
     def extend_start(self) -> torch.Tensor:  # int64 [B] first flat row of each request
         return torch.cumsum(self.extend_lens, 0) - self.extend_lens
 
+    @cached_property
+    def c_args(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(req_to_slot as int32, req_rows, prefix_lens, extend_lens as int64), contiguous, for the C++
+        kernels: converted once per forward rather than once per layer."""
+        return (self.req_to_slot.to(torch.int32).contiguous(),
+                *(x.to(torch.int64).contiguous() for x in (self.req_rows, self.prefix_lens, self.extend_lens)))
+
     # ---- derived layouts for the padded torch path, computed once per forward ----
     @cached_property
     def kv_index(self) -> torch.Tensor:  # int64 [B, max_seq]; entries past seq_len are stale but in range

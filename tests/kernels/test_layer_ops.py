@@ -6,6 +6,11 @@ few elements may move by one bf16 ulp.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -82,6 +87,29 @@ def test_linear_small_matches_torch(n: int, k: int, bias: bool) -> None:
         x = torch.randn(m, k, generator=g).to(BF16)
         # both sum in fp32 and round once; only the order of the sum differs
         assert_close_ulp(cpu_layer_ops.linear_small(x, packed, b), torch.nn.functional.linear(x, w, b), 0.01)
+
+
+def test_linear_small_without_amx_matches_torch() -> None:
+    """The vdpbf16ps loop (CPUs with AVX512-BF16 but no AMX), reached with RADIXGEN_NO_AMX=1 in a
+    fresh process: the choice is made once per process."""
+    code = """
+import torch
+from radixgen.kernels import cpu_layer_ops
+from tests.kernels.test_layer_ops import assert_close_ulp
+assert cpu_layer_ops.small_rows() == 2, cpu_layer_ops.small_rows()
+g = torch.Generator().manual_seed(0)
+w, b = torch.randn(960, 576, generator=g).to(torch.bfloat16), torch.randn(960, generator=g).to(torch.bfloat16)
+packed = cpu_layer_ops.pack_linear_small(w)
+for m in (1, 2, 5):
+    x = torch.randn(m, 576, generator=g).to(torch.bfloat16)
+    assert_close_ulp(cpu_layer_ops.linear_small(x, packed, b), torch.nn.functional.linear(x, w, b), 0.01)
+"""
+    if cpu_layer_ops.small_rows() <= 2:  # 2: no AMX, so the tests above ran the loop; 0: neither
+        pytest.skip("no AMX on this CPU")
+    env = {**os.environ, "RADIXGEN_NO_AMX": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, BF16])
