@@ -1,9 +1,10 @@
 """The seed workload: chat requests (system "You are a helpful assistant. Respond in two sentences." +
 a distinct short question), greedy, max_new_tokens=128. transformers' batched generate (left padding,
 one batch per 64 requests, same weights / dtype / threads, the very token ids) against radixgen, in
-one run: radixgen at every size first, then (its engine shut down) transformers. With --repeat N
-that round runs N times and the table gives medians: on a shared machine either system's time moves
-by +-30% over minutes, so one round's ratio says little on its own.
+one run. Each size is a pair of runs close in time: radixgen on a fresh engine, then (that engine
+shut down, so one system at a time holds the cores) transformers. With --repeat N the sizes are run
+N times and the table gives medians: on this shared machine either system's time moves by +-30%
+over minutes, so one pair's ratio says little on its own.
 
     python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf] [--repeat N]
 
@@ -40,22 +41,20 @@ def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[fl
     return time.perf_counter() - start, sum(o["meta_info"]["completion_tokens"] for o in outs)
 
 
-def radixgen_round(args: argparse.Namespace, sizes: list[int]) -> tuple[list[tuple[float, int]], dict]:
-    """One engine, every size, then shut down; returns (seconds, tokens) per size and what HF needs."""
+def radixgen_fresh(args: argparse.Namespace, n: int) -> tuple[tuple[float, int], dict]:
+    """n requests on a fresh engine, then shut down: (seconds, tokens) and what transformers needs."""
     engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
+    engine.flush_cache()  # the run starts cold: no reuse of the warm-up's prompts
     # transformers gets the very token ids radixgen's chat template makes
     info = {"dtype": engine.core.runner.dtype, "model_dir": engine.model_path, "eos": engine.tokenizer.eos_token_id,
-            "prompts": {n: [engine.apply_chat_template(c) for c in seed_messages(n)] for n in sizes}}
-    out = []
-    for n in sizes:
-        engine.flush_cache()  # every size starts cold: no reuse of an earlier size's prompts
-        out.append(run_radixgen(engine, seed_messages(n), args.max_new_tokens))
-        print(f"{n:>5} reqs  radixgen {out[-1][0]:7.2f} s {out[-1][1] / out[-1][0]:7.1f} tok/s", flush=True)
+            "prompts": [engine.apply_chat_template(c) for c in seed_messages(n)]}
+    run = run_radixgen(engine, seed_messages(n), args.max_new_tokens)
+    print(f"{n:>5} reqs  radixgen {run[0]:7.2f} s {run[1] / run[0]:7.1f} tok/s", flush=True)
     # One system at a time in the process: the engine's thread (and its OpenMP team) ends first,
     # then transformers runs on a thread of its own (see hf_baseline.in_own_thread).
     engine.shutdown()
-    return out, info
+    return run, info
 
 
 def main() -> None:
@@ -65,8 +64,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="rounds of (radixgen, then transformers); the table gives medians and the "
-                         "range of the per-round speed-ups, each from two runs minutes apart")
+                    help="rounds over the sizes; the table gives medians and each round's speed-up")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both systems")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -75,17 +73,18 @@ def main() -> None:
     hf: list[list[tuple[float, int]]] = []
     model = None
     for rnd in range(args.repeat):
-        times, info = radixgen_round(args, sizes)
-        rg.append(times)
-        if args.skip_hf:
-            continue
-        if model is None:
-            from transformers import AutoModelForCausalLM
-            model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(info["model_dir"], dtype=info["dtype"]).eval())
+        rg.append([])
         hf.append([])
-        for n, (rg_s, _) in zip(sizes, times):
-            hf[-1].append(in_own_thread(run_hf, model, info["prompts"][n], info["eos"], args.max_new_tokens))
-            print(f"{n:>5} reqs  HF {hf[-1][-1][0]:7.2f} s | x{hf[-1][-1][0] / rg_s:.2f}  (round {rnd + 1})", flush=True)
+        for n in sizes:  # each size a pair of runs close in time: radixgen, then transformers
+            rg_run, info = radixgen_fresh(args, n)
+            rg[-1].append(rg_run)
+            if args.skip_hf:
+                continue
+            if model is None:
+                from transformers import AutoModelForCausalLM
+                model = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(info["model_dir"], dtype=info["dtype"]).eval())
+            hf[-1].append(in_own_thread(run_hf, model, info["prompts"], info["eos"], args.max_new_tokens))
+            print(f"{n:>5} reqs  HF {hf[-1][-1][0]:7.2f} s | x{hf[-1][-1][0] / rg_run[0]:.2f}  (round {rnd + 1})", flush=True)
     rows = [summarize(n, [r[i] for r in rg], [h[i] for h in hf]) for i, n in enumerate(sizes)]
     print(f"\nseed workload, {info['dtype']}, greedy, max_new_tokens={args.max_new_tokens}, "
           f"{torch.get_num_threads()} threads, {args.repeat} round(s): medians")
