@@ -119,9 +119,10 @@ class Linear(nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")[:m]
 
     def warm_up(self, max_rows: int) -> None:
-        """Build the oneDNN kernels of every padded row count up to max_rows (prepacked only)."""
+        """Build the oneDNN kernels of every padded row count up to max_rows that oneDNN will run
+        (prepacked only; row counts up to small_rows go to our kernel, which needs no build)."""
         if self.packed is not None:
-            for m in sorted({padded_rows(m) for m in range(1, max_rows + 1)}):
+            for m in sorted({padded_rows(m) for m in range(self.small_rows + 1, max_rows + 1)}):
                 self(self.weight.new_zeros(m, self.in_features))
 
 
