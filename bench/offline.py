@@ -74,7 +74,8 @@ def main() -> None:
     model = None
     for rnd in range(args.repeat):
         rg.append([])
-        hf.append([])
+        if not args.skip_hf:
+            hf.append([])
         for n in sizes:  # each size a pair of runs close in time: radixgen, then transformers
             rg_run, info = radixgen_fresh(args, n)
             rg[-1].append(rg_run)
