@@ -1,12 +1,13 @@
-// Small-batch bf16 linear layers (y = x W^T + b for up to 48 rows) for CPU decode steps, called
+// bf16 linear layers (y = x W^T + b) for CPU decode steps, up to 256 rows, on AMX tiles, called
 // through ctypes from kernels/cpu_layer_ops.py.
 //
 // Why: a decode step with few requests streams every weight once, so it is bound by memory and by
 // per-call overhead. oneDNN's prepacked AMX matmuls read SmolLM2's layer weights at only 9-15 GB/s
 // here for 1-32 rows (three of a layer's four matmuls are under 4 MB, and it pays its own fixed
-// costs on each); the plain AMX loop below read them at 20-35 GB/s: 1.3-1.4x less time for a
-// layer's matmuls at 1-32 rows, even at 64, behind from 128 (oneDNN blocks large M better). Where
-// the CPU has AVX512-BF16 but no AMX, a vdpbf16ps loop does the same for 1-2 rows only
+// costs on each); the plain AMX loop below read them at 20-35 GB/s. A layer's matmuls, best of
+// 15 (this shared machine is noisy): 1.3-2x less time than oneDNN at 16-48 rows, 1.1-1.3x at 64,
+// even at 128, 1.1-1.8x at 256; slower from ~1500 rows, so long prefill chunks stay on oneDNN.
+// Where the CPU has AVX512-BF16 but no AMX, a vdpbf16ps loop does the same for 1-2 rows only
 // (compute-bound past that).
 //
 // Layout: W [N, K] is repacked once into tiles of 32 outputs, pairs of k interleaved (the VNNI
@@ -16,6 +17,7 @@
 #include <cstdlib>
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include <omp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,7 +26,7 @@
 namespace {
 
 constexpr int64_t TN = 32;  // outputs per tile
-constexpr int AMX_MAX_ROWS = 48;   // about even with oneDNN at 64 rows, behind it from 128 on
+constexpr int AMX_MAX_ROWS = 256;  // every decode batch; oneDNN keeps long prefill chunks
 
 // Rows m0 .. m0 + MB - 1 of x against one tile; acc[2i], acc[2i+1] hold row i's 32 outputs.
 template <int MB>
@@ -76,41 +78,50 @@ void configure(int r0, int r1) {
 
 void amx_rows(const uint16_t* x, const uint16_t* wp, const uint16_t* bias, uint16_t* out, int64_t M,
               int64_t N, int64_t K, int threads) {
+  const int64_t tiles = N / TN;
+  // Each thread owns a contiguous share of the output tiles and walks it in blocks of BLOCK tiles
+  // (up to 1 MB of weights: stays in its L2), each block pass by pass over the rows, so a pass's
+  // rows of x (32 x K) stay in L1 while the block's weights stream from L2.
+  constexpr int64_t BLOCK = 16;
 #pragma omp parallel num_threads(threads)
   {
     alignas(64) float c[32][TN];
     int cur0 = -1, cur1 = -1;  // tile state is per thread: each one configures its own
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < N / TN; ++t) {
-      const uint16_t* wt = wp + t * TN * K;
-      const __m512 b0 = bias ? avx512::load_bf16(bias + t * TN) : _mm512_setzero_ps();
-      const __m512 b1 = bias ? avx512::load_bf16(bias + t * TN + 16) : _mm512_setzero_ps();
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t first = tiles * tid / nth, last = tiles * (tid + 1) / nth;
+    for (int64_t b0 = first; b0 < last; b0 += BLOCK) {
+      const int64_t b1 = b0 + BLOCK < last ? b0 + BLOCK : last;
       for (int64_t m0 = 0; m0 < M; m0 += 32) {
         const int rows = int(M - m0 < 32 ? M - m0 : 32), r0 = rows < 16 ? rows : 16, r1 = rows - r0;
         if (r0 != cur0 || r1 != cur1) configure(cur0 = r0, cur1 = r1);
         const uint16_t* xm = x + m0 * K;
-        _tile_zero(0);
-        _tile_zero(1);
-        if (r1) { _tile_zero(2); _tile_zero(3); }
-        for (int64_t k0 = 0; k0 < K; k0 += 32) {
-          _tile_loadd(6, wt + k0 * TN, 4 * TN);       // k-pairs k0/2 .. k0/2+15, outputs 0-15
-          _tile_loadd(7, wt + k0 * TN + TN, 4 * TN);  // outputs 16-31
-          _tile_loadd(4, xm + k0, K * 2);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(1, 4, 7);
-          if (r1) {
-            _tile_loadd(5, xm + 16 * K + k0, K * 2);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
+        for (int64_t t = b0; t < b1; ++t) {
+          const uint16_t* wt = wp + t * TN * K;
+          _tile_zero(0);
+          _tile_zero(1);
+          if (r1) { _tile_zero(2); _tile_zero(3); }
+          for (int64_t k0 = 0; k0 < K; k0 += 32) {
+            _tile_loadd(6, wt + k0 * TN, 4 * TN);       // k-pairs k0/2 .. k0/2+15, outputs 0-15
+            _tile_loadd(7, wt + k0 * TN + TN, 4 * TN);  // outputs 16-31
+            _tile_loadd(4, xm + k0, K * 2);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if (r1) {
+              _tile_loadd(5, xm + 16 * K + k0, K * 2);
+              _tile_dpbf16ps(2, 5, 6);
+              _tile_dpbf16ps(3, 5, 7);
+            }
           }
-        }
-        _tile_stored(0, &c[0][0], TN * 4);
-        _tile_stored(1, &c[0][16], TN * 4);
-        if (r1) { _tile_stored(2, &c[16][0], TN * 4); _tile_stored(3, &c[16][16], TN * 4); }
-        for (int m = 0; m < rows; ++m) {
-          uint16_t* o = out + (m0 + m) * N + t * TN;
-          avx512::store_bf16(o, _mm512_add_ps(_mm512_load_ps(c[m]), b0));
-          avx512::store_bf16(o + 16, _mm512_add_ps(_mm512_load_ps(c[m] + 16), b1));
+          _tile_stored(0, &c[0][0], TN * 4);
+          _tile_stored(1, &c[0][16], TN * 4);
+          if (r1) { _tile_stored(2, &c[16][0], TN * 4); _tile_stored(3, &c[16][16], TN * 4); }
+          const __m512 bias0 = bias ? avx512::load_bf16(bias + t * TN) : _mm512_setzero_ps();
+          const __m512 bias1 = bias ? avx512::load_bf16(bias + t * TN + 16) : _mm512_setzero_ps();
+          for (int m = 0; m < rows; ++m) {
+            uint16_t* o = out + (m0 + m) * N + t * TN;
+            avx512::store_bf16(o, _mm512_add_ps(_mm512_load_ps(c[m]), bias0));
+            avx512::store_bf16(o + 16, _mm512_add_ps(_mm512_load_ps(c[m] + 16), bias1));
+          }
         }
       }
     }

@@ -83,10 +83,14 @@ def test_linear_small_matches_torch(n: int, k: int, bias: bool) -> None:
     packed = cpu_layer_ops.pack_linear_small(w)
     if packed is None:
         pytest.skip("this CPU has no AVX512-BF16: oneDNN takes every batch size")
-    for m in (1, 2, 3, 6, 16, 17):  # AMX takes up to 16 rows; the vdpbf16ps loop any number
+    for m in (1, 2, 3, 6, 16, 17, 45, 100):  # AMX: passes of 32 rows, two tiles of 16 each
         x = torch.randn(m, k, generator=g).to(BF16)
-        # both sum in fp32 and round once; only the order of the sum differs
-        assert_close_ulp(cpu_layer_ops.linear_small(x, packed, b), torch.nn.functional.linear(x, w, b), 0.01)
+        got, want = cpu_layer_ops.linear_small(x, packed, b).float(), torch.nn.functional.linear(x, w, b).float()
+        # both sum in fp32 and round once; only the order of the sum differs, which moves a result
+        # by one bf16 ulp, or by fp32 rounding of the sum where terms cancel (scale: sum of |terms|)
+        scale = x.float().abs() @ w.float().abs().T
+        assert bool(((got - want).abs() <= want.abs() * 2.0 ** -7 * 1.01 + scale * 2.0 ** -16).all())
+        assert (got != want).float().mean() <= 0.01
 
 
 def test_linear_small_without_amx_matches_torch() -> None:
