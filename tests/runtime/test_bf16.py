@@ -35,7 +35,8 @@ def test_bf16_logprobs_follow_transformers(engine_bf16):
     if can_prepack(torch.device("cpu"), torch.bfloat16):
         assert engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj.packed is not None
         if cpu_layer_ops.pack_linear_small(torch.zeros(32, 2, dtype=torch.bfloat16)) is not None:
-            assert engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj.small is not None
+            gate_up = engine_bf16.core.runner.model.layers[0].mlp.gate_up_proj
+            assert gate_up.small is not None and gate_up.small_rows == cpu_layer_ops.small_rows() > 0
     hf16 = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.bfloat16).eval()
     hf32 = AutoModelForCausalLM.from_pretrained(engine_bf16.model_path, dtype=torch.float32).eval()
     ids = [engine_bf16.apply_chat_template([{"role": "user", "content": p}]) for p in PROMPTS]
