@@ -75,7 +75,8 @@ def test_other_dtypes_take_the_reference() -> None:
     assert torch.equal(out, want) and res is x
 
 
-@pytest.mark.parametrize("n,k,bias", [(960, 576, True), (576, 1536, False), (64, 32, False)])
+# 3072 outputs: 48 tiles a thread at two threads, so each walks several 16-tile blocks
+@pytest.mark.parametrize("n,k,bias", [(960, 576, True), (576, 1536, False), (64, 32, False), (3072, 576, True)])
 def test_linear_small_matches_torch(n: int, k: int, bias: bool) -> None:
     g = torch.Generator().manual_seed(n + k)
     w = torch.randn(n, k, generator=g).to(BF16)

@@ -57,6 +57,24 @@ def test_multi_turn_hits_the_generated_answer(pair):
     _idle_and_clean(on)
 
 
+def test_short_prefix_shared_within_one_batch_is_computed_once(pair):
+    """Requests sent together that share an uncached 20-token prefix (a chat template's system
+    prompt is about that long): the first one computes it, the others wait a step and reuse it."""
+    on, off = pair
+    on.flush_cache()
+    rng = random.Random(3)
+    prefix = [rng.randrange(100, 20000) for _ in range(20)]
+    suffixes = [[1000 + i] + [rng.randrange(100, 20000) for _ in range(rng.randrange(0, 12))] for i in range(8)]
+    prompts = [prefix + s for s in suffixes]
+    before = on.get_stats()["prefill_tokens_computed"]
+    outs = on.generate(input_ids=prompts, sampling_params=GREEDY)
+    computed = on.get_stats()["prefill_tokens_computed"] - before
+    assert computed == len(prefix) + sum(map(len, suffixes))  # the prefix once, not 8 times
+    ref = off.generate(input_ids=prompts, sampling_params=GREEDY)
+    assert [o["output_ids"] for o in outs] == [o["output_ids"] for o in ref]
+    _idle_and_clean(on)
+
+
 def test_n_samples_share_the_prompt(pair):
     on, off = pair
     on.flush_cache()
