@@ -32,23 +32,29 @@ class ByteAutomaton:
     def __init__(self, regex: str, marker: bytes) -> None:
         self._index = build_index(regex, BYTE_VOCAB, marker)
         self._marker = marker[0]
-        self._dense: dict[int, int] = {}  # outlines-core state -> dense id
-        self._outer: list[int] = [-1]  # dense id -> outlines-core state (none for DEAD)
+        self._dense: dict[object, int] = {}  # outlines-core state -> dense id
+        self._outer: list = [-1]  # dense id -> outlines-core state (none for DEAD)
         self.table = np.full((1024, 256), UNREAD, dtype=np.int32)
         self.table[DEAD] = DEAD
         self._accepting: dict[int, bool] = {}
         self._lock = threading.Lock()
         with self._lock:
             index = self._index
-            self.initial_state = self._id(index.get_next_state(index.get_initial_state(), self._marker))
+            self.initial_state = self._id(self._start_key(index.get_next_state(index.get_initial_state(),
+                                                                               self._marker)))
+
+    def _start_key(self, outer: int) -> object:
+        """What the initial state's dense id stands for (slot_automaton.py widens it)."""
+        return outer
 
     @property
     def discovered(self) -> int:
         """States seen so far, DEAD excluded (each is reachable from the initial state)."""
         return len(self._outer) - 1
 
-    def _id(self, outer: int) -> int:
-        """Dense id of an outlines-core state, numbering it if new (caller holds the lock)."""
+    def _id(self, outer: object) -> int:
+        """Dense id of an outlines-core state (or a subclass's key), numbering it if new
+        (caller holds the lock)."""
         q = self._dense.get(outer)
         if q is None:
             q = len(self._outer)

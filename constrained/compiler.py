@@ -23,33 +23,34 @@ from .byte_automaton import ByteAutomaton
 from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
+from .json_free import UNIQUE_REGEX
 from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_to_regex
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
+from .slot_automaton import SlotAutomaton
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
-# Indexing against the whole vocabulary costs ~1 ms per automaton state, so a JSON schema whose
-# automaton is larger than the state budget gets a LazyGrammar (masks computed per state on
-# first use) instead. What still limits a schema is the regex text: regex-automata builds any
-# DFA at ~1 s per million characters, and the text grows fast with nesting (4x a level of
-# free-form value, a copy per use of a $ref). A regex too long for the time left is converted
-# again with more narrowing (each step only drops valid texts, and most steps halve the text:
-# fewer unrolled $refs, shallower free-form values, no additional properties beside declared
-# ones, and last only the required properties of ever shallower nested objects). String
-# lengths stay at the default cap: they cost states, not text.
+# Indexing against the whole vocabulary costs ~1 ms per automaton state, so only a schema whose
+# automaton is small is indexed ahead of time, with free-form values unrolled to INDEXED's depth
+# in the regex text. Every other schema gets a LazyGrammar (masks computed per state on first
+# use) over a SlotAutomaton: free-form values of any depth as one SLOT byte each, read by a
+# pushdown machine (json_free.py), and uniqueItems kept by the matcher (unique_items.py); a
+# schema with uniqueItems arrays goes that way at any size. What still limits a schema is the
+# regex text: regex-automata builds ~1 s per million characters and the text grows with every
+# unrolled $ref, so a regex too long for the time left is converted again with more narrowing
+# (each step only drops valid texts: fewer unrolled $refs, no additional properties beside
+# declared ones, and last only the required properties of ever shallower nested objects).
+INDEXED = JsonOptions(any_depth=5)
+INDEXED_MAX_CHARS = 600_000  # past this the automaton never fits the state budget (dev schemas)
 JSON_LADDER = (
-    JsonOptions(any_depth=5),
-    JsonOptions(),
-    JsonOptions(max_recursion=2),
-    JsonOptions(max_recursion=2, any_depth=2, extra_depth=1),
-    JsonOptions(max_recursion=1),
-    JsonOptions(max_recursion=1, any_depth=2, extra_depth=1),
-    JsonOptions(max_recursion=1, any_depth=1, extra_depth=1),
-    JsonOptions(max_recursion=1, any_depth=1, extra_depth=0, additional=False),
-    *(JsonOptions(max_recursion=1, any_depth=0, extra_depth=0, additional=False, optional_depth=depth)
-      for depth in (None, 3, 2, 1, 0)),
+    JsonOptions(slots=True),
+    JsonOptions(slots=True, max_recursion=2),
+    JsonOptions(slots=True, max_recursion=1),
+    JsonOptions(slots=True, max_recursion=1, additional=False),
+    *(JsonOptions(slots=True, max_recursion=1, additional=False, optional_depth=depth)
+      for depth in (3, 2, 1, 0)),
 )
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
 # A small but typical schema (keys, strings, numbers, an enum, extras) to time indexing with.
@@ -199,7 +200,7 @@ class GrammarCompiler:
 
     def _calibrate(self) -> float:
         """Seconds of index building per automaton state on this machine and vocabulary."""
-        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, JSON_LADDER[0])
+        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, INDEXED)
         start = time.perf_counter()
         try:
             compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
@@ -221,10 +222,22 @@ class GrammarCompiler:
         return len(regex) * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
 
     def _compile_json(self, schema: Any) -> Grammar:
-        """The first step of JSON_LADDER whose regex fits the time left (step 0 for most
-        schemas), indexed (CompiledGrammar) if its automaton fits the state budget, else a
-        LazyGrammar on the byte-level automaton already built to count the states."""
+        """Indexed (CompiledGrammar) if the schema has no uniqueItems arrays and its INDEXED
+        automaton fits the state budget, else lazy over the SlotAutomaton of the first
+        JSON_LADDER step whose regex fits the time left (step 0 for all dev schemas but one)."""
         start = time.perf_counter()
+        step, regex = self._slot_regex(schema, start)
+        if UNIQUE_REGEX not in regex:
+            grammar = self._indexed(schema, start)
+            if grammar is not None:
+                return grammar
+        grammar = LazyGrammar(SlotAutomaton(regex, JSON_MARKER, self.whitespace), self.token_vocab,
+                              JSON_MARKER, regex)
+        grammar.compile_s = time.perf_counter() - start
+        grammar.info.update(path="lazy", narrowing_step=step, regex_chars=len(regex))
+        return grammar
+
+    def _slot_regex(self, schema: Any, start: float) -> tuple[int, str]:
         regex = ""
         for step, options in enumerate(JSON_LADDER):
             try:
@@ -232,29 +245,35 @@ class GrammarCompiler:
             except RegexTooLarge:
                 continue
             if self._regex_fits(regex, time.perf_counter() - start):
-                break
-        else:
-            size = f"{len(regex):,} characters" if regex else f"over {MAX_REGEX_CHARS:,} characters"
-            raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even narrowed "
-                             f"(a regex of {size}); simplify the schema or raise timeout_s")
+                return step, regex
+        size = f"{len(regex):,} characters" if regex else f"over {MAX_REGEX_CHARS:,} characters"
+        raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even narrowed "
+                         f"(a regex of {size}); simplify the schema or raise timeout_s")
+
+    def _indexed(self, schema: Any, start: float) -> Grammar | None:
+        """The schema indexed with free-form values in the regex, if its automaton is small
+        enough to index in the time left; None otherwise."""
+        try:
+            regex = json_schema_to_regex(schema, self.whitespace, INDEXED)
+        except RegexTooLarge:
+            return None
+        if len(regex) > INDEXED_MAX_CHARS or not self._regex_fits(regex, time.perf_counter() - start):
+            return None
         built = time.perf_counter()
         automaton = ByteAutomaton(regex, JSON_MARKER)
-        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by an index
+        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by the index
         if len(regex) >= 100_000:  # shorter ones time mostly fixed costs
             self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * parse_s / len(regex)
         budget = self._budget(time.perf_counter() - start + parse_s)
         states = automaton.count_states(budget)
         if states > budget:
-            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
-            grammar.info.update(path="lazy", states_seen=states)
-        else:
-            built = time.perf_counter()
-            grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
-            per_state = max(time.perf_counter() - built - parse_s, 0.0) / max(states, 1)
-            self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
-            grammar.info.update(path="indexed", states=states)
+            return None
+        built = time.perf_counter()
+        grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
+        per_state = max(time.perf_counter() - built - parse_s, 0.0) / max(states, 1)
+        self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
         grammar.compile_s = time.perf_counter() - start
-        grammar.info.update(narrowing_step=step, regex_chars=len(regex))
+        grammar.info.update(path="indexed", states=states, narrowing_step=0, regex_chars=len(regex))
         return grammar
 
     def cache_info(self) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import UnsupportedSchemaError
+from .json_free import UNIQUE_REGEX
 from .json_values import repeat
 
 if TYPE_CHECKING:
@@ -22,6 +23,16 @@ def _positional(s: dict) -> tuple[list, object, str, str]:
 
 
 def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
+    """uniqueItems: with slots (see JsonOptions) the array is marked with a UNIQUE byte and the
+    matcher keeps its items distinct; without, arrays are narrowed to one item."""
+    unique = s.get("uniqueItems") is True and (s.get("maxItems") is None or s["maxItems"] > 1)
+    if unique and conv.options.slots:
+        rx = _array_regex(conv, {k: v for k, v in s.items() if k != "uniqueItems"}, ptr)
+        return None if rx is None else UNIQUE_REGEX + rx
+    return _array_regex(conv, s, ptr)
+
+
+def _array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
     sep = "," + conv.ws
     lo, hi = s.get("minItems", 0), s.get("maxItems")
     if s.get("uniqueItems") is True and (hi is None or hi > 1):

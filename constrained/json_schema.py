@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .errors import RegexTooLarge, UnsupportedSchemaError
 from .json_array import array_regex
+from .json_free import SLOT_REGEX
 from .json_merge import merge_all
 from .json_object import object_regex
 from .json_oneof import make_exclusive
@@ -50,7 +51,10 @@ class JsonOptions:
     array items after prefixItems; length_cap / exact_until: see
     json_values.bounded_string; additional: generate additional properties where the schema
     allows them (False: only for objects that declare no properties at all); optional_depth:
-    objects nested deeper than this write their required properties only (None: no limit).
+    objects nested deeper than this write their required properties only (None: no limit);
+    slots: free-form values become one SLOT byte each, read by slot_automaton.py as any JSON
+    value of any depth (the *_depth settings then do nothing), and uniqueItems arrays are marked
+    with a UNIQUE byte for the matcher to enforce (unique_items.py) instead of being narrowed.
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -59,6 +63,7 @@ class JsonOptions:
     exact_until: int = 32
     additional: bool = True
     optional_depth: int | None = None
+    slots: bool = False
 
 
 class Converter:
@@ -211,6 +216,8 @@ class Converter:
 
     def any_value(self, depth: int) -> str:
         """Any JSON value nested at most `depth` containers deep (a narrowing of `{}`)."""
+        if self.options.slots:
+            return SLOT_REGEX
         if depth not in self._any:
             scalar = f"(?:{FREE_STRING}|{NUMBER}|{BOOLEAN}|{NULL})"
             if depth <= 0:

@@ -23,6 +23,8 @@ from .byte_automaton import DEAD, UNREAD, ByteAutomaton
 from .grammar import strip_anchors
 from .grammar_base import Grammar
 from .jump_forward import mask_first_bytes
+from .matcher import GrammarMatcher
+from .unique_items import UniqueMatcher
 from .vocab import TokenVocab
 
 
@@ -37,6 +39,16 @@ class LazyGrammar(Grammar):
         # the bytes that have a single-byte token: a state's first bytes are read off its byte
         # row when every byte allowed there is one of them (see first_bytes)
         self._byte_has_token = tv.byte_token >= 0
+
+    @property
+    def automaton(self) -> ByteAutomaton:
+        return self._automaton
+
+    def new_matcher(self) -> GrammarMatcher:
+        """A matcher that also keeps uniqueItems arrays distinct where the automaton marks them."""
+        if getattr(self._automaton, "has_unique", False):
+            return UniqueMatcher(self)
+        return GrammarMatcher(self)
 
     def is_accepting(self, state: int) -> bool:
         return self._automaton.is_accepting(state)

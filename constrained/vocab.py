@@ -13,6 +13,7 @@ masks themselves by walking all tokens at once (lazy_grammar.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,13 @@ class TokenVocab:
     first_byte: np.ndarray
     byte_token: np.ndarray
     matrix: TokenMatrix
+
+    @cached_property
+    def by_bytes(self) -> tuple[list[bytes], np.ndarray]:
+        """Real tokens sorted by their bytes: (bytes list, int64 ids), for prefix searches
+        (the tokens starting with p are one slice, found by bisection)."""
+        kept = sorted((p, tid) for tid, p in enumerate(self.matrix.pieces) if p)
+        return [p for p, _ in kept], np.array([tid for _, tid in kept], dtype=np.int64)
 
 
 def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from radixgen.constrained import (CompiledGrammar, GrammarCompiler, LazyGrammar, compile_lazy,
+from radixgen.constrained import (CompiledGrammar, GrammarCompiler, JsonOptions, LazyGrammar, compile_lazy,
                                   compile_regex, json_schema_to_regex, token_vocab_from_tokenizer)
-from radixgen.constrained.compiler import JSON_LADDER, JSON_MARKER
+from radixgen.constrained.compiler import JSON_MARKER
 from radixgen.constrained.mask import row_ids
 
 from constrained_helpers import encode, forced_through, tiny_ids, tiny_vocab
@@ -107,7 +107,7 @@ def test_big_schema_goes_lazy_instead_of_narrowed(smollm_tokenizer, smollm_vocab
     compiler.shutdown()
     assert isinstance(grammar, LazyGrammar)
     assert grammar.info["path"] == "lazy" and grammar.info["narrowing_step"] == 0
-    narrowed = compile_regex(json_schema_to_regex(SCHEMA, options=JSON_LADDER[4]), smollm_vocab,
+    narrowed = compile_regex(json_schema_to_regex(SCHEMA, options=JsonOptions(any_depth=1)), smollm_vocab,
                              marker=JSON_MARKER)
     deep = {"name": "Ann", "age": 3, "city": "Lyon", "meta": {"a": {"b": [1, {"c": None}]}}}
     for text in (json.dumps(deep), json.dumps(deep, separators=(",", ":"))):
@@ -124,11 +124,16 @@ def test_small_schema_stays_indexed(smollm):
 
 
 def test_regex_too_long_for_the_time_left_is_narrowed(smollm_tokenizer, smollm_vocab):
-    """The ladder is the last resort: at a (pretended) slow regex build, step 0's free-form
-    value (4x the text a level) does not fit, a shallower one does."""
+    """The ladder is the last resort: at a (pretended) slow regex build, step 0's recursive
+    schema (a $ref unrolled 3 deep) does not fit, step 1's (2 deep) does."""
+    tree = {"$defs": {"node": {"type": "object", "properties": {
+        "name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        "required": ["name"]}}, "$ref": "#/$defs/node"}
     compiler = GrammarCompiler(smollm_vocab, state_budget=400)
-    compiler._sec_per_char = 1e-4  # 5 s (half the time limit) for 50k characters
-    grammar = compiler.compile("json_schema", {"type": "object", "properties": {"meta": {}}})
+    compiler._sec_per_char = 3e-4  # step 0: 27.5k characters, 8 s; step 1: 11k, 3.3 s (limit 5 s)
+    grammar = compiler.compile("json_schema", tree)
     compiler.shutdown()
-    assert grammar.info["narrowing_step"] > 0
-    assert forced_through(grammar, encode(smollm_tokenizer, '{"meta": [1, {"a": "b"}]}'))
+    assert grammar.info["narrowing_step"] == 1
+    assert forced_through(grammar, encode(smollm_tokenizer, '{"name": "a", "kids": [{"name": "b", "kids": []}]}'))
+    assert not forced_through(grammar, encode(smollm_tokenizer, '{"name": "a", "kids": [{"name": "b", '
+                                                                 '"kids": [{"name": "c"}]}]}'))
