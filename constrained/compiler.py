@@ -2,7 +2,8 @@
 
 Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema is
 indexed too when its automaton is small enough to index within the time limit, else it gets a
-LazyGrammar whose masks are computed per state on first use (lazy_grammar.py); only a schema
+LazyGrammar whose masks are computed per state on first use (lazy_grammar.py), over a
+SlotAutomaton (free-form values of any depth, uniqueItems; slot_automaton.py); only a schema
 whose regex is too long to build at all in time is narrowed (JSON_LADDER).
 
 outlines-core releases the GIL while it builds an index, so a worker thread keeps the engine's
