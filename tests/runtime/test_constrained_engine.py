@@ -72,3 +72,17 @@ def test_batch_of_constrained_and_free_requests(engines):
     for i, out in enumerate(outs):
         if i % 2:
             jsonschema.validate(json.loads(out["text"]), SCHEMA)
+
+
+def test_unique_items_hold_where_the_model_repeats(engines):
+    """Greedy, this model fills a string array with one tag over and over; under uniqueItems the
+    matcher masks every token that would finish a repeat, and the array validates."""
+    jf, _ = engines
+    ask = [{"role": "user", "content": "Give me tags for a blog post about Python programming, as a JSON array."}]
+    schema = {"type": "array", "items": {"type": "string", "maxLength": 20}, "minItems": 5, "maxItems": 8}
+    free = json.loads(jf.chat(ask, {"temperature": 0, "max_new_tokens": 80, "json_schema": schema})["text"])
+    assert len(set(free)) < len(free)  # the repeats this test is about
+    unique = {**schema, "uniqueItems": True}
+    out = jf.chat(ask, {"temperature": 0, "max_new_tokens": 80, "json_schema": unique})
+    assert out["meta_info"]["finish_reason"]["type"] == "stop"
+    jsonschema.validate(json.loads(out["text"]), unique)
