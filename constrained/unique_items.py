@@ -81,6 +81,7 @@ class UniqueMatcher(GrammarMatcher):
 
     def rollback(self, n: int) -> None:
         super().rollback(n)
+        self._forbidden = None  # the next token may differ from the one rolled back
         if n:
             del self._text[len(self._text) - sum(self._sizes[-n:]):]
             del self._scans[-n:], self._sizes[-n:]

@@ -83,6 +83,11 @@ def test_rollback_forgets_items(smollm, smollm_tokenizer):
     assert matcher.advance_tokens(byte_ids(grammar, ' "b"'))
     matcher.rollback(len(byte_ids(grammar, '"a", "b"')))  # back to [
     assert matcher.advance_tokens(byte_ids(grammar, '"b", "a"]')) and matcher.can_end()
+    # same number of tokens, different text: what is forbidden is worked out again
+    matcher = advanced(grammar, smollm_tokenizer, '["a", "b", "c')
+    assert matcher.is_allowed(quote)
+    matcher.rollback(1)
+    assert matcher.advance(byte_ids(grammar, "a")[0]) and not matcher.is_allowed(quote)
 
 
 def test_no_token_leads_into_a_forced_repeat(smollm, smollm_tokenizer):
