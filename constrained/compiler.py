@@ -1,10 +1,11 @@
 """Spec -> Grammar, cached (LRU by kind + canonical spec) and compiled off the engine loop.
 
 Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema is
-indexed too when its automaton is small enough to index within the time limit, else it gets a
-LazyGrammar whose masks are computed per state on first use (lazy_grammar.py), over a
-SlotAutomaton (free-form values of any depth, uniqueItems; slot_automaton.py); only a schema
-whose regex is too long to build at all in time is narrowed (JSON_LADDER).
+indexed too when its regex is plain and its automaton small enough to index within the time
+limit, else it gets a LazyGrammar whose masks are computed per state on first use
+(lazy_grammar.py), over a SlotAutomaton where it has free-form values, uniqueItems or recursive
+$refs (slot_automaton.py); only a schema whose regex is too long to build at all in time is
+narrowed (JSON_LADDER).
 
 outlines-core releases the GIL while it builds an index, so a worker thread keeps the engine's
 step loop running during a slow compile. A compile past `timeout_s` fails its future with a
@@ -24,8 +25,8 @@ from .byte_automaton import ByteAutomaton
 from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
-from .json_free import UNIQUE_REGEX
-from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_to_regex
+from .json_free import SLOT_REGEX, UNIQUE_REGEX
+from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts, json_schema_to_regex
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .slot_automaton import SlotAutomaton
@@ -33,24 +34,22 @@ from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
-# Indexing against the whole vocabulary costs ~1 ms per automaton state, so only a schema whose
-# automaton is small is indexed ahead of time, with free-form values unrolled to INDEXED's depth
-# in the regex text. Every other schema gets a LazyGrammar (masks computed per state on first
-# use) over a SlotAutomaton: free-form values of any depth as one SLOT byte each, read by a
-# pushdown machine (json_free.py), and uniqueItems kept by the matcher (unique_items.py); a
-# schema with uniqueItems arrays goes that way at any size. What still limits a schema is the
-# regex text: regex-automata builds ~1 s per million characters and the text grows with every
-# unrolled $ref, so a regex too long for the time left is converted again with more narrowing
-# (each step only drops valid texts: fewer unrolled $refs, no additional properties beside
-# declared ones, and last only the required properties of ever shallower nested objects).
-INDEXED = JsonOptions(any_depth=5)
-INDEXED_MAX_CHARS = 600_000  # past this the automaton never fits the state budget (dev schemas)
+# A schema's regex marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and recursive $refs
+# (CALL, each with a regex of its own); such a schema gets a LazyGrammar (masks computed per
+# state on first use) over a SlotAutomaton, which reads free-form values at any depth with a
+# pushdown machine (json_free.py), follows calls up to 32 deep and lets the matcher keep items
+# distinct (unique_items.py). A plain regex is indexed ahead of time if its automaton is small
+# enough (indexing costs ~1 ms a state with a 49k-token vocabulary), else lazy too. What still
+# limits a schema is the regex text: regex-automata builds ~1 s per million characters, and a
+# $ref used in many places is copied into each. A regex too long for the time left is converted
+# again with more narrowing (each step only drops valid texts: recursion unrolled once where the
+# CALL bytes ran out, no additional properties beside declared ones, and last only the required
+# properties of ever shallower nested objects).
 JSON_LADDER = (
-    JsonOptions(slots=True),
-    JsonOptions(slots=True, max_recursion=2),
-    JsonOptions(slots=True, max_recursion=1),
-    JsonOptions(slots=True, max_recursion=1, additional=False),
-    *(JsonOptions(slots=True, max_recursion=1, additional=False, optional_depth=depth)
+    JsonOptions(slots=True, calls=True),
+    JsonOptions(slots=True, calls=True, max_recursion=1),
+    JsonOptions(slots=True, calls=True, max_recursion=1, additional=False),
+    *(JsonOptions(slots=True, calls=True, max_recursion=1, additional=False, optional_depth=depth)
       for depth in (3, 2, 1, 0)),
 )
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
@@ -201,7 +200,7 @@ class GrammarCompiler:
 
     def _calibrate(self) -> float:
         """Seconds of index building per automaton state on this machine and vocabulary."""
-        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace, INDEXED)
+        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace)
         start = time.perf_counter()
         try:
             compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
@@ -211,70 +210,67 @@ class GrammarCompiler:
         return seconds / ByteAutomaton(regex, JSON_MARKER).count_states(1_000_000)
 
     def _budget(self, elapsed: float) -> int:
-        """States the index may have to be built in what is left of timeout_s (60% of it: index
-        speed varies with load, and a compile that times out is lost); `elapsed` includes the
-        regex-automata time the index will spend again."""
+        """States an index may have: as many as fit in a quarter of timeout_s, less what has
+        been spent (`elapsed` includes the regex-automata time the index will spend again).
+        Index speed varies with load and the request waits for its grammar, while a lazy
+        grammar costs ~1 ms only for each state a request visits."""
         if self.state_budget is not None:
             return self.state_budget
-        return max(0, int((0.6 * self.timeout_s - elapsed) / self._sec_per_state))
+        return max(0, int((0.25 * self.timeout_s - elapsed) / self._sec_per_state))
 
-    def _regex_fits(self, regex: str, elapsed: float) -> bool:
-        """Whether regex-automata can build `regex` in half of what is left of timeout_s."""
-        return len(regex) * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
+    def _regex_fits(self, chars: int, elapsed: float) -> bool:
+        """Whether regex-automata can build `chars` of regex text in half of what is left of
+        timeout_s."""
+        return chars * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
 
     def _compile_json(self, schema: Any) -> Grammar:
-        """Indexed (CompiledGrammar) if the schema has no uniqueItems arrays and its INDEXED
-        automaton fits the state budget, else lazy over the SlotAutomaton of the first
-        JSON_LADDER step whose regex fits the time left (step 0 for all dev schemas but one)."""
+        """The first JSON_LADDER step whose regex fits the time left (step 0 for all dev schemas
+        but two); lazy over a SlotAutomaton if it has free-form values, uniqueItems or recursion,
+        else a plain regex (see _plain)."""
         start = time.perf_counter()
-        step, regex = self._slot_regex(schema, start)
-        if UNIQUE_REGEX not in regex:
-            grammar = self._indexed(schema, start)
-            if grammar is not None:
-                return grammar
-        grammar = LazyGrammar(SlotAutomaton(regex, JSON_MARKER, self.whitespace), self.token_vocab,
-                              JSON_MARKER, regex)
+        step, regex, calls = self._slot_regex(schema, start)
+        if calls or SLOT_REGEX in regex or UNIQUE_REGEX in regex:
+            automaton = SlotAutomaton(regex, JSON_MARKER, self.whitespace, calls)
+            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
+            grammar.info.update(path="lazy")
+        else:
+            grammar = self._plain(regex, start)
         grammar.compile_s = time.perf_counter() - start
-        grammar.info.update(path="lazy", narrowing_step=step, regex_chars=len(regex))
+        grammar.info.update(narrowing_step=step, calls=len(calls), regex_chars=_chars(regex, calls))
         return grammar
 
-    def _slot_regex(self, schema: Any, start: float) -> tuple[int, str]:
+    def _slot_regex(self, schema: Any, start: float) -> tuple[int, str, dict[int, str | None]]:
         regex = ""
         for step, options in enumerate(JSON_LADDER):
             try:
-                regex = json_schema_to_regex(schema, self.whitespace, options)
+                regex, calls = json_schema_parts(schema, self.whitespace, options)
             except RegexTooLarge:
                 continue
-            if self._regex_fits(regex, time.perf_counter() - start):
-                return step, regex
+            if self._regex_fits(_chars(regex, calls), time.perf_counter() - start):
+                return step, regex, calls
         size = f"{len(regex):,} characters" if regex else f"over {MAX_REGEX_CHARS:,} characters"
         raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even narrowed "
                          f"(a regex of {size}); simplify the schema or raise timeout_s")
 
-    def _indexed(self, schema: Any, start: float) -> Grammar | None:
-        """The schema indexed with free-form values in the regex, if its automaton is small
-        enough to index in the time left; None otherwise."""
-        try:
-            regex = json_schema_to_regex(schema, self.whitespace, INDEXED)
-        except RegexTooLarge:
-            return None
-        if len(regex) > INDEXED_MAX_CHARS or not self._regex_fits(regex, time.perf_counter() - start):
-            return None
+    def _plain(self, regex: str, start: float) -> Grammar:
+        """Indexed (CompiledGrammar) if the automaton fits the state budget, else a LazyGrammar
+        on the byte-level automaton already built to count the states."""
         built = time.perf_counter()
         automaton = ByteAutomaton(regex, JSON_MARKER)
-        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by the index
+        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by an index
         if len(regex) >= 100_000:  # shorter ones time mostly fixed costs
             self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * parse_s / len(regex)
         budget = self._budget(time.perf_counter() - start + parse_s)
         states = automaton.count_states(budget)
         if states > budget:
-            return None
+            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
+            grammar.info.update(path="lazy", states_seen=states)
+            return grammar
         built = time.perf_counter()
         grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
         per_state = max(time.perf_counter() - built - parse_s, 0.0) / max(states, 1)
         self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
-        grammar.compile_s = time.perf_counter() - start
-        grammar.info.update(path="indexed", states=states, narrowing_step=0, regex_chars=len(regex))
+        grammar.info.update(path="indexed", states=states)
         return grammar
 
     def cache_info(self) -> dict[str, int]:
@@ -283,6 +279,10 @@ class GrammarCompiler:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _chars(regex: str, calls: dict[int, str | None]) -> int:
+    return len(regex) + sum(len(rx or "") for rx in calls.values())
 
 
 def _settle(fut: "Future[Grammar]", result: Grammar | None = None,

@@ -19,6 +19,9 @@ from typing import Callable, Union
 
 SLOT = 0x01    # byte the converter writes for a free-form value (never JSON text)
 UNIQUE = 0x02  # byte the converter writes before the `[` of a uniqueItems array
+# bytes for recursive $refs (json_refs.py): control bytes JSON text never holds, but not the
+# marker (0x00) and not tab, newline or carriage return, which a whitespace pattern may allow
+CALL_BYTES = (*range(0x03, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20))
 SLOT_REGEX, UNIQUE_REGEX = f"\\x{SLOT:02x}", f"\\x{UNIQUE:02x}"  # the same, in regex text
 MAX_DEPTH = 64  # containers open at once inside one free-form value (a bound on runaway nesting)
 

@@ -24,6 +24,7 @@ from .json_merge import merge_all
 from .json_object import object_regex
 from .json_oneof import make_exclusive
 from .json_pattern import PatternError, bounded_pattern_body, pattern_body
+from .json_refs import ref_regex
 from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, NUMBER, UNSUPPORTED_FORMATS, bounded_string,
                           integer_range, json_literal, number_range)
 from .schema_check import check_keywords, infer_types, instance_ok
@@ -54,7 +55,9 @@ class JsonOptions:
     objects nested deeper than this write their required properties only (None: no limit);
     slots: free-form values become one SLOT byte each, read by slot_automaton.py as any JSON
     value of any depth (the *_depth settings then do nothing), and uniqueItems arrays are marked
-    with a UNIQUE byte for the matcher to enforce (unique_items.py) instead of being narrowed.
+    with a UNIQUE byte for the matcher to enforce (unique_items.py) instead of being narrowed;
+    calls: (with slots) a recursive $ref is a CALL byte and a regex of its own (json_refs.py)
+    instead of being unrolled max_recursion deep, see json_schema_parts.
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -64,6 +67,7 @@ class JsonOptions:
     additional: bool = True
     optional_depth: int | None = None
     slots: bool = False
+    calls: bool = False
 
 
 class Converter:
@@ -74,7 +78,9 @@ class Converter:
         self.max_recursion, self.any_depth = options.max_recursion, options.any_depth
         self.ref_stack: list[str] = []
         self.object_depth = 0  # objects open around the value being converted
-        self._memo: dict[tuple, str | None] = {}
+        self.memo: dict[tuple, str | None] = {}  # expanded $refs (json_refs.py)
+        self.call_bytes: dict[str, int] = {}  # $ref (with siblings) -> its CALL byte
+        self.calls: dict[int, str | None] = {}  # CALL byte -> regex of a value of that $ref
         self._any: dict[int, str] = {}
 
     # ---- entry and dispatch -------------------------------------------------------------
@@ -88,7 +94,7 @@ class Converter:
             raise UnsupportedSchemaError("schema", ptr, f"expected an object, got {schema!r:.40}")
         check_keywords(schema, ptr)
         if "$ref" in schema:
-            return self._ref(schema, ptr)
+            return ref_regex(self, schema, ptr)
         if "allOf" in schema:
             rest = {k: v for k, v in schema.items() if k != "allOf"}
             parts = [rest, *schema["allOf"]] if rest else list(schema["allOf"])
@@ -131,25 +137,6 @@ class Converter:
             except (KeyError, IndexError, ValueError, TypeError):
                 raise UnsupportedSchemaError("$ref", ptr, f"cannot resolve {ref!r}") from None
         return node
-
-    def _ref(self, schema: dict, ptr: str) -> str | None:
-        ref = schema["$ref"]
-        if self.ref_stack.count(ref) >= self.max_recursion:
-            return None  # recursion unrolled to its bound: no deeper instances
-        depth = self.object_depth if self.options.optional_depth is not None else 0
-        key = (ref, tuple(self.ref_stack), depth, json.dumps(schema, sort_keys=True))
-        if key in self._memo:
-            return self._memo[key]
-        target = self.resolve(ref, ptr)
-        rest = {k: v for k, v in schema.items() if k != "$ref"}
-        self.ref_stack.append(ref)
-        try:
-            # siblings of $ref: applied as well (2019+ semantics; a safe subset under draft 7)
-            out = self.value({"allOf": [target, rest]} if rest else target, ref[1:] or ptr)
-        finally:
-            self.ref_stack.pop()
-        self._memo[key] = out
-        return out
 
     def merge(self, parts: list[Any], ptr: str) -> Any:
         return merge_all(parts, lambda ref: self.resolve(ref, ptr), ptr)
@@ -245,13 +232,13 @@ def _bound(s: dict, inclusive: str, exclusive: str, ptr: str) -> tuple[float, bo
     return pick(bounds, key=lambda b: (b[0], b[1] if inclusive == "minimum" else not b[1]))
 
 
-def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE,
-                         options: JsonOptions = JsonOptions()) -> str:
-    """Regex (whole-text match) for JSON texts valid under `schema`.
-
-    `whitespace` goes after every `,` and `:`; `options` bound the narrowings (JsonOptions).
-    Raises UnsupportedSchemaError for features that cannot be honoured and ValueError when no
-    JSON text is valid.
+def json_schema_parts(schema: dict | str | bool, whitespace: str = WHITESPACE,
+                      options: JsonOptions = JsonOptions()) -> tuple[str, dict[int, str | None]]:
+    """(regex, calls): the regex (whole-text match) for JSON texts valid under `schema`, and with
+    options.calls the regex of each CALL byte it or another call uses (None: that $ref admits no
+    value). `whitespace` goes after every `,` and `:`; `options` bound the narrowings.
+    Raises UnsupportedSchemaError for features that cannot be honoured, ValueError when no JSON
+    text is valid, RegexTooLarge past MAX_REGEX_CHARS in all.
     """
     if isinstance(schema, str):
         schema = json.loads(schema)
@@ -259,10 +246,19 @@ def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE
     regex = conv.value(schema, "")
     if regex is None:
         raise ValueError("the schema admits no JSON value (within the recursion bound)")
-    if len(regex) > MAX_REGEX_CHARS:
-        raise RegexTooLarge(f"the schema needs a regex of {len(regex):,} characters")
-    return regex
+    size = len(regex) + sum(len(r or "") for r in conv.calls.values())
+    if size > MAX_REGEX_CHARS:
+        raise RegexTooLarge(f"the schema needs a regex of {size:,} characters")
+    return regex, conv.calls
 
 
-__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "WHITESPACE", "JsonOptions", "Converter",
+def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE,
+                         options: JsonOptions = JsonOptions()) -> str:
+    """The regex alone (see json_schema_parts); options.calls is not for this one."""
+    if options.calls:
+        raise ValueError("options.calls needs json_schema_parts (the called regexes)")
+    return json_schema_parts(schema, whitespace, options)[0]
+
+
+__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "json_schema_parts", "WHITESPACE", "JsonOptions", "Converter",
            "alt"]

@@ -118,22 +118,42 @@ def test_big_schema_goes_lazy_instead_of_narrowed(smollm_tokenizer, smollm_vocab
                                                               'Saint-Étienne-du-Rouvray"}'))
 
 
-def test_small_schema_stays_indexed(smollm):
-    grammar = smollm.compile("json_schema", {"type": "object", "properties": {"ok": {"type": "boolean"}}})
+def test_small_plain_schema_stays_indexed(smollm):
+    """Indexed ahead of time: a small schema whose regex says it all. With room for additional
+    properties (free-form values) it is lazy over slots instead."""
+    ok = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    grammar = smollm.compile("json_schema", {**ok, "additionalProperties": False})
     assert isinstance(grammar, CompiledGrammar) and grammar.info["path"] == "indexed"
+    assert smollm.compile("json_schema", ok).info["path"] == "lazy"
 
 
 def test_regex_too_long_for_the_time_left_is_narrowed(smollm_tokenizer, smollm_vocab):
-    """The ladder is the last resort: at a (pretended) slow regex build, step 0's recursive
-    schema (a $ref unrolled 3 deep) does not fit, step 1's (2 deep) does."""
+    """The ladder is the last resort: at a (pretended) slow regex build, step 0's objects with
+    additional properties beside declared ones (24.7k characters) do not fit; step 2's, without
+    those, do (2.3k)."""
+    schema = {"type": "object", "properties": {
+        k: {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}}
+        for k in "abcd"}}
+    compiler = GrammarCompiler(smollm_vocab, state_budget=0)
+    compiler._sec_per_char = 3e-4  # step 0: 7.4 s, step 2: 0.7 s (limit: half of 10 s)
+    grammar = compiler.compile("json_schema", schema)
+    compiler.shutdown()
+    assert grammar.info["narrowing_step"] == 2
+    assert forced_through(grammar, encode(smollm_tokenizer, '{"a": {"name": "x", "size": 2}, "c": {}}'))
+    assert not forced_through(grammar, encode(smollm_tokenizer, '{"a": {"name": "x", "extra": 2}}'))
+
+
+def test_recursion_is_called_not_unrolled(smollm, smollm_tokenizer):
+    """A recursive $ref is a call (json_refs.py): trees far deeper than the 3 levels unrolling
+    gave, in one copy of the node's regex."""
     tree = {"$defs": {"node": {"type": "object", "properties": {
         "name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
-        "required": ["name"]}}, "$ref": "#/$defs/node"}
-    compiler = GrammarCompiler(smollm_vocab, state_budget=400)
-    compiler._sec_per_char = 3e-4  # step 0: 27.5k characters, 8 s; step 1: 11k, 3.3 s (limit 5 s)
-    grammar = compiler.compile("json_schema", tree)
-    compiler.shutdown()
-    assert grammar.info["narrowing_step"] == 1
-    assert forced_through(grammar, encode(smollm_tokenizer, '{"name": "a", "kids": [{"name": "b", "kids": []}]}'))
-    assert not forced_through(grammar, encode(smollm_tokenizer, '{"name": "a", "kids": [{"name": "b", '
-                                                                 '"kids": [{"name": "c"}]}]}'))
+        "required": ["name"], "additionalProperties": False}}, "$ref": "#/$defs/node"}
+    grammar = smollm.compile("json_schema", tree)
+    assert grammar.info["path"] == "lazy" and grammar.info["calls"] == 1 and grammar.info["narrowing_step"] == 0
+
+    def deep(d: int) -> dict:
+        return {"name": f"n{d}", "kids": [deep(d - 1), {"name": "leaf"}] if d else []}
+    assert forced_through(grammar, encode(smollm_tokenizer, json.dumps(deep(12))))
+    assert not forced_through(grammar, encode(smollm_tokenizer, json.dumps(
+        {"name": "a", "kids": [{"name": "b", "kids": [{"kids": []}]}]})))  # name is required at depth 3 too

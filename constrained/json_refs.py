@@ -1,0 +1,76 @@
+"""$ref for the JSON-schema converter: expanded in place, and recursion either unrolled to a
+bound or, with JsonOptions.calls, written as a CALL byte that slot_automaton.py reads as "a value
+of that $ref goes here" through its own small automaton (a pushdown: any depth, one copy).
+
+Unrolling copies the referenced schema once per level and per use, so the regex text of a
+recursive schema (a tree, a schema of schemas) grows geometrically with the bound, and a large
+definition used in many places is copied into each; a call costs one byte where it is used and
+one regex for the referenced schema, whatever the depth. Each distinct `$ref` (with its sibling
+keywords) that recurs, or whose regex is longer than CALL_MIN_CHARS, gets a CALL byte (26 in
+all; past them, copies again); its regex is converted with that `$ref` open, so a recursion
+inside it is a call again.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from .json_free import CALL_BYTES
+
+if TYPE_CHECKING:
+    from .json_schema import Converter
+
+
+CALL_MIN_CHARS = 2_000  # a $ref whose regex is longer is called, not copied, wherever it is used
+
+
+def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
+    ref = schema["$ref"]
+    if conv.options.calls and (ref in conv.ref_stack or json.dumps(schema, sort_keys=True) in conv.call_bytes):
+        called = _call(conv, schema, ptr)
+        if called is not None:
+            return called
+    if conv.ref_stack.count(ref) >= conv.max_recursion:
+        return None  # recursion unrolled to its bound: no deeper instances
+    out = _expand(conv, schema, ptr)
+    if conv.options.calls and out is not None and len(out) > CALL_MIN_CHARS:
+        return _call(conv, schema, ptr) or out
+    return out
+
+
+def _expand(conv: "Converter", schema: dict, ptr: str) -> str | None:
+    ref = schema["$ref"]
+    depth = conv.object_depth if conv.options.optional_depth is not None else 0
+    key = (ref, tuple(conv.ref_stack), depth, json.dumps(schema, sort_keys=True))
+    if key in conv.memo:
+        return conv.memo[key]
+    target = conv.resolve(ref, ptr)
+    rest = {k: v for k, v in schema.items() if k != "$ref"}
+    conv.ref_stack.append(ref)
+    try:
+        # siblings of $ref: applied as well (2019+ semantics; a safe subset under draft 7)
+        out = conv.value({"allOf": [target, rest]} if rest else target, ref[1:] or ptr)
+    finally:
+        conv.ref_stack.pop()
+    conv.memo[key] = out
+    return out
+
+
+def _call(conv: "Converter", schema: dict, ptr: str) -> str | None:
+    """The CALL byte of this $ref as regex text, its regex converted on first use; None when the
+    CALL bytes are used up (the caller unrolls instead)."""
+    key = json.dumps(schema, sort_keys=True)
+    byte = conv.call_bytes.get(key)
+    if byte is None:
+        if len(conv.call_bytes) == len(CALL_BYTES):
+            return None
+        byte = CALL_BYTES[len(conv.call_bytes)]
+        conv.call_bytes[key] = byte
+        saved = conv.ref_stack, conv.object_depth
+        conv.ref_stack, conv.object_depth = [], 0  # the called regex starts afresh
+        try:
+            # None when no value fits: the automaton then has nothing to call and the byte is dead
+            conv.calls[byte] = _expand(conv, schema, ptr)
+        finally:
+            conv.ref_stack, conv.object_depth = saved
+    return f"\\x{byte:02x}"
