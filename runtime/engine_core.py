@@ -18,7 +18,7 @@ from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .request import Req
-from .sampler import apply_penalties, gather_logprobs, needs_processing, sample
+from .sampler import apply_penalties, gather_logprobs, needs_penalties, needs_processing, sample
 from .scheduler import ScheduledBatch, Scheduler
 
 
@@ -129,8 +129,8 @@ class EngineCore:
             raw = logits if rows == list(range(len(logits))) else logits[torch.tensor(rows)]
             want_logprobs = any(r.params.return_logprob for r in reqs)
             process = needs_processing(reqs)
-            if want_logprobs or process or not all(r.params.is_greedy for r in reqs):
-                raw = raw.float()  # a plain greedy batch takes its argmax in the model dtype
+            if want_logprobs or needs_penalties(reqs) or not all(r.params.is_greedy for r in reqs):
+                raw = raw.float()  # a greedy batch, masked or not, takes its argmax in the model dtype
             work = raw
             if process:  # copy only when raw logits are still needed for logprobs
                 work = raw.clone() if want_logprobs else raw

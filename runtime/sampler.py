@@ -68,9 +68,14 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
 
 def needs_processing(reqs: list[Req]) -> bool:
     """Whether any row's logits get changed before sampling (penalties, min_new_tokens, grammar)."""
-    return any(r.grammar is not None or len(r.output_ids) < r.params.min_new_tokens
-               or r.params.frequency_penalty or r.params.presence_penalty or r.params.repetition_penalty != 1.0
-               for r in reqs)
+    return any(r.grammar is not None for r in reqs) or needs_penalties(reqs)
+
+
+def needs_penalties(reqs: list[Req]) -> bool:
+    """Whether any row gets arithmetic on its logits (penalties) or stop tokens banned
+    (min_new_tokens); a grammar's mask alone only writes -inf, which bf16 holds exactly."""
+    return any(len(r.output_ids) < r.params.min_new_tokens or r.params.frequency_penalty
+               or r.params.presence_penalty or r.params.repetition_penalty != 1.0 for r in reqs)
 
 
 def _top_k_top_p(probs: torch.Tensor, ps: list) -> torch.Tensor:
