@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .errors import RegexTooLarge, UnsupportedSchemaError
 from .json_array import array_regex
 from .json_free import SLOT_REGEX
-from .json_merge import merge_all
+from .json_merge import ANNOTATIONS, merge_all
 from .json_object import object_regex
 from .json_oneof import make_exclusive
 from .json_pattern import PatternError, bounded_pattern_body, pattern_body
@@ -142,12 +142,21 @@ class Converter:
         return merge_all(parts, lambda ref: self.resolve(ref, ptr), ptr)
 
     def _union(self, schema: dict, kw: str, ptr: str) -> str | None:
-        rest = {k: v for k, v in schema.items() if k != kw}
-        branches = [self.merge([rest, b], f"{ptr}/{kw}/{i}") if rest else b
-                    for i, b in enumerate(schema[kw])]
+        rest = {k: v for k, v in schema.items() if k != kw and k not in ANNOTATIONS}
+        branches = [self._branch(rest, b, f"{ptr}/{kw}/{i}") for i, b in enumerate(schema[kw])]
         if kw == "oneOf":
             branches = make_exclusive(branches, lambda ref: self.resolve(ref, ptr), ptr)
         return alt([self.value(b, f"{ptr}/{kw}/{i}") for i, b in enumerate(branches)])
+
+    def _branch(self, rest: dict, branch: Any, ptr: str) -> Any:
+        """A union's branch with the union's other keywords. A $ref branch keeps its $ref (the
+        keywords become its siblings): merging would inline it past json_refs.py's recursion
+        bound, and a branch that refers back to its union would then never end."""
+        if not rest:
+            return branch
+        if isinstance(branch, dict) and "$ref" in branch and not rest.keys() & branch.keys():
+            return {**rest, **branch}
+        return self.merge([rest, branch], ptr)
 
     def _enum(self, s: dict, ptr: str) -> str | None:
         values = [s["const"]] if "const" in s else s["enum"]

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from radixgen.constrained import GrammarCompiler, JsonOptions, LazyGrammar, json_schema_to_regex
+from radixgen.constrained.json_schema import json_schema_parts
 from radixgen.constrained.byte_automaton import DEAD
 from radixgen.constrained.compiler import JSON_MARKER
 from radixgen.constrained.slot_automaton import SlotAutomaton
@@ -111,3 +112,48 @@ def test_deep_free_form_through_the_compiler(smollm, smollm_tokenizer):
         assert forced_through(grammar, encode(smollm_tokenizer, text))
     for text in ('{"meta": [1,]}', '{"meta": {"a" 1}}', '{"meta": [[1]}'):
         assert not forced_through(grammar, encode(smollm_tokenizer, text))
+
+
+def parts_automaton(schema) -> SlotAutomaton:
+    regex, calls = json_schema_parts(schema, WS, JsonOptions(slots=True, calls=True))
+    return SlotAutomaton(regex, JSON_MARKER, WS, calls)
+
+
+def test_mutual_recursion_is_called():
+    """A -> B -> A: each recursive $ref is a call; deep alternations parse, breaks don't."""
+    schema = {"$defs": {
+        "expr": {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/op"}]},
+        "op": {"type": "object", "properties": {"op": {"enum": ["+", "*"]},
+                                                "args": {"type": "array", "items": {"$ref": "#/$defs/expr"}}},
+               "required": ["op", "args"], "additionalProperties": False}},
+        "$ref": "#/$defs/expr"}
+    automaton = parts_automaton(schema)
+
+    def nest(d: int):
+        return d if d == 0 else {"op": "+*"[d % 2], "args": [nest(d - 1), d]}
+    for d in (0, 1, 5, 20):
+        assert slot_accepts(automaton, json.dumps(nest(d)).encode()), d
+    for bad in ('{"op": "-", "args": []}', '{"op": "+", "args": [{"op": "+"}]}', '{"op": "+", "args": [1.5]}'):
+        assert not slot_accepts(automaton, bad.encode()), bad
+
+
+def test_large_definition_used_often_is_called_once():
+    """A big definition used in many places: one regex, called, not one copy per use."""
+    item = {"type": "object", "properties": {f"f{i}": {"type": "string", "maxLength": 8} for i in range(8)},
+            "additionalProperties": False}
+    schema = {"$defs": {"item": item}, "type": "object",
+              "properties": {f"p{i}": {"$ref": "#/$defs/item"} for i in range(12)}, "additionalProperties": False}
+    inline, _ = json_schema_parts(schema, WS, JsonOptions(slots=True))
+    regex, calls = json_schema_parts(schema, WS, JsonOptions(slots=True, calls=True))
+    assert len(calls) == 1 and len(regex) + len(calls[3]) < len(inline) / 5
+    automaton = SlotAutomaton(regex, JSON_MARKER, WS, calls)
+    good = {"p0": {"f1": "abc"}, "p7": {}, "p11": {"f0": "", "f7": "12345678"}}
+    assert slot_accepts(automaton, json.dumps(good).encode())
+    assert not slot_accepts(automaton, json.dumps({"p0": {"f1": "123456789"}}).encode())  # maxLength 8
+
+
+def test_left_recursion_stops_at_the_call_bound():
+    """A $ref that calls itself before any text: followed only MAX_CALLS deep, never forever."""
+    schema = {"$defs": {"x": {"anyOf": [{"$ref": "#/$defs/x"}, {"type": "boolean"}]}}, "$ref": "#/$defs/x"}
+    automaton = parts_automaton(schema)
+    assert slot_accepts(automaton, b"true") and not slot_accepts(automaton, b"1")
