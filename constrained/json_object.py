@@ -211,11 +211,13 @@ def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: 
     pattern_props: dict = s.get("patternProperties") or {}
     if pattern_props:
         # Keys that match a pattern get its schema. Other keys (additionalProperties) are not
-        # generated: a narrowing, since "does not match P" has no regex here.
-        clash = [k for k in known for p in pattern_props if pattern_matches(p, k)]
-        if clash:
-            raise UnsupportedSchemaError("patternProperties", f"{ptr}/patternProperties",
-                                         f"a pattern also matches the declared property {clash[0]!r}")
+        # generated: a narrowing, since "does not match P" has no regex here. Nor are extra keys
+        # of a pattern that also matches a declared property (that property merges the
+        # pattern's schema, see _member_schema): "matches P but is not k" has no regex either,
+        # and a key written twice would be ambiguous.
+        pattern_props = {p: v for p, v in pattern_props.items() if not any(pattern_matches(p, k) for k in known)}
+        if not pattern_props:
+            return None
         if names is not None and names is not True:
             return _names_member(conv, s, ptr, names, pattern_props)
         return _pattern_members(conv, ptr, pattern_props)

@@ -5,10 +5,13 @@ refused. Shown by (first that applies, for each ordered pair):
 1. types: what i generates and what j accepts share no JSON type;
 2. values: both are enum/const with no common value, or both have string patterns no string
    matches together (checked on interegular automata);
-3. a discriminator: a key i always writes with values j's property of that name forbids;
+3. a discriminator: a key i always writes with values (or a JSON type) j's property of that
+   name forbids;
 4. a key j requires that i never writes (i is closed without it) ...
 5. ... or that i can be made never to write: the key is added to i's forbidden keys (a
    narrowing of i: its optional property or additional member of that name is dropped).
+A branch j that is itself an anyOf/oneOf is checked alternative by alternative: text that
+fails each of them fails j.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ class _Info:
     values_of: dict[str, list] = field(default_factory=dict)  # declared key -> its enum values
     declared: set[str] = field(default_factory=set)
     extra_values: list | None = None  # enum values additional members must take
+    kinds: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)  # declared key ->
+    # (types its value is written as, types its schema accepts)
 
 
 def _value_types(values: list) -> set[str]:
@@ -48,7 +53,7 @@ def _value_types(values: list) -> set[str]:
     return out
 
 
-def _info(branch: Any, resolve: Resolve, ptr: str, depth: int = 0) -> _Info:
+def _info(branch: Any, resolve: Resolve, ptr: str, depth: int = 0, shallow: bool = False) -> _Info:
     s = merge_all([branch], resolve, ptr)
     if s is False:
         return _Info(set(), set(), [])
@@ -72,6 +77,9 @@ def _info(branch: Any, resolve: Resolve, ptr: str, depth: int = 0) -> _Info:
         if s.get("additionalProperties", True) is False and not s.get("patternProperties"):
             info.closed = set(props) - set(s.get(FORBID, []))
         for key, sub in props.items():
+            if not shallow:  # one level down only: a member's own members never decide here
+                member = _info(sub, resolve, ptr, depth + 1, shallow=True)
+                info.kinds[key] = (member.generates, member.accepts)
             sub = merge_all([sub], resolve, ptr)
             if isinstance(sub, dict) and ("enum" in sub or "const" in sub):
                 info.values_of[key] = [sub["const"]] if "const" in sub else sub["enum"]
@@ -123,6 +131,9 @@ def _excluded(i: _Info, j: _Info, forbidden: set[str]) -> bool:
             allowed = _constraint(j, key)
             if allowed is not None and not _canon(values) & _canon(allowed):
                 return True
+        for key in i.required & j.declared & i.kinds.keys() & j.kinds.keys():
+            if not _types_meet(i.kinds[key][0], j.kinds[key][1]):
+                return True  # i always writes key as a type j's property of that name refuses
         missing = j.required - i.required  # keys j needs that i may leave out
         if missing & forbidden or (i.closed is not None and missing - i.closed):
             return True
@@ -131,13 +142,24 @@ def _excluded(i: _Info, j: _Info, forbidden: set[str]) -> bool:
     return False
 
 
+def _alternatives(branch: Any, resolve: Resolve, ptr: str) -> list[_Info]:
+    """A branch as the alternatives of its own anyOf/oneOf, if it is one (text fails the branch
+    if it fails each of them), else as itself."""
+    s = merge_all([branch], resolve, ptr)
+    if not isinstance(s, dict) or not ("anyOf" in s or "oneOf" in s):
+        return [_info(branch, resolve, ptr)]
+    rest = {k: v for k, v in s.items() if k not in ("anyOf", "oneOf")}
+    return [_info({"allOf": [rest, b]}, resolve, ptr, 1) for b in s.get("anyOf", []) + s.get("oneOf", [])]
+
+
 def make_exclusive(branches: list[Any], resolve: Resolve, ptr: str) -> list[Any]:
     """The branches, narrowed where needed so that no generated text matches two of them."""
     infos = [_info(b, resolve, f"{ptr}/oneOf/{n}") for n, b in enumerate(branches)]
+    alternatives = [_alternatives(b, resolve, f"{ptr}/oneOf/{n}") for n, b in enumerate(branches)]
     forbid: list[set[str]] = [set() for _ in branches]
     for a, ia in enumerate(infos):
-        for b, ib in enumerate(infos):
-            if a == b or _excluded(ia, ib, forbid[a]):
+        for b, ib in [(b, ib) for b, alts in enumerate(alternatives) if b != a for ib in alts]:
+            if _excluded(ia, ib, forbid[a]):
                 continue
             key = next((k for k in sorted(ib.required - ia.required)), None)
             if key is None or not ia.generates <= {"object"} or not ib.generates <= {"object"}:

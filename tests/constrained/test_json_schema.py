@@ -233,6 +233,35 @@ def test_pattern_properties():
         json_schema_to_regex(overlapping)
 
 
+def test_pattern_that_matches_a_declared_property():
+    """The declared property takes both schemas; extras of that pattern are not written (a
+    narrowing: "matches P but is not k" has no regex), other patterns' extras are."""
+    schema = {"type": "object", "properties": {"run": {"type": "string"}},
+              "patternProperties": {"^r": {"maxLength": 3}, "^x-": {"type": "integer"}}}
+    assert both_forms(schema, {"run": "abc", "x-a": 1})
+    assert not accepts(schema, {"run": "abcd"})  # ^r's maxLength binds run too
+    assert not accepts(schema, {"run": "a", "rx": "b"})  # an extra of the clashing pattern
+    assert not accepts(schema, {"run": "a", "x-a": "b"})
+
+
+def test_one_of_branch_that_is_a_union_and_type_discriminators():
+    """A branch that is itself a oneOf is excluded alternative by alternative; branches that
+    require the same key are told apart by the JSON type of its value."""
+    executor = {"oneOf": [
+        {"type": "object", "required": ["docker"], "properties": {"docker": {"type": "array"}}},
+        {"type": "object", "required": ["machine"], "properties": {"machine": {"type": "object"}}},
+        {"type": "object", "required": ["machine"], "properties": {"machine": {"type": "boolean"}}}]}
+    schema = {"type": "object", "oneOf": [executor, {"type": "object", "required": ["executor"],
+                                                      "properties": {"executor": {"type": "string"}}}]}
+    good = [{"docker": []}, {"machine": {}}, {"machine": True}, {"executor": "e"}]
+    bad = [{"docker": [], "executor": "e"}, {"machine": True, "executor": "e"}, {"machine": 1}]
+    for value in good:
+        assert both_forms(schema, value), value
+        jsonschema.validate(value, schema)
+    for value in bad:
+        assert not accepts(schema, value), value
+
+
 def test_one_of_disjoint_string_patterns_and_property_names():
     ids = {"oneOf": [{"type": "string", "pattern": "^[0-9]+-x$"}, {"type": "string", "pattern": "^w-"}]}
     assert accepts(ids, "12-x") and accepts(ids, "w-12") and not accepts(ids, "12")
