@@ -154,7 +154,8 @@ def bench_overhead(engine: radixgen.Engine, batches: list[int], max_new: int, re
         c = min(c_runs, key=lambda r: r["ms_per_step"])
         u = min(u_runs, key=lambda r: r["ms_per_step"])
         rows.append({
-            "schema": name, "path": engine.core.constraints.compiler.compile("json_schema", schema).info["path"],
+            "schema": name,
+            "path": engine.core.constraints.compiler.compile("json_schema", schema).info["path"],
             "first_run_ms_step": cons[0]["ms_per_step"], "batch": b, "decode_tokens_per_req": mean_len,
             "constrained_ms_step": c["ms_per_step"], "unconstrained_ms_step": u["ms_per_step"],
             "constrained_ms_step_median": statistics.median(r["ms_per_step"] for r in c_runs),

@@ -32,8 +32,8 @@ class ByteAutomaton:
     def __init__(self, regex: str, marker: bytes) -> None:
         self._index = build_index(regex, BYTE_VOCAB, marker)
         self._marker = marker[0]
-        self._dense: dict[object, int] = {}  # outlines-core state -> dense id
-        self._outer: list = [-1]  # dense id -> outlines-core state (none for DEAD)
+        self._dense: dict[object, int] = {}  # outlines-core state (or a subclass's key) -> dense id
+        self._outer: list = [-1]  # dense id -> that state or key (none for DEAD)
         self.table = np.full((1024, 256), UNREAD, dtype=np.int32)
         self.table[DEAD] = DEAD
         self._accepting: dict[int, bool] = {}

@@ -3,7 +3,7 @@
 Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema is
 indexed too when its regex is plain and its automaton small enough to index within the time
 limit, else it gets a LazyGrammar whose masks are computed per state on first use
-(lazy_grammar.py), over a SlotAutomaton where it has free-form values, uniqueItems or recursive
+(lazy_grammar.py), over a SlotAutomaton where it has free-form values, uniqueItems or called
 $refs (slot_automaton.py); only a schema whose regex is too long to build at all in time is
 narrowed (JSON_LADDER).
 
@@ -26,7 +26,8 @@ from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
 from .json_free import SLOT_REGEX, UNIQUE_REGEX
-from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts, json_schema_to_regex
+from .json_schema import (MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts,
+                          json_schema_to_regex)
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .slot_automaton import SlotAutomaton
@@ -34,8 +35,8 @@ from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
-# A schema's regex marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and recursive $refs
-# (CALL, each with a regex of its own); such a schema gets a LazyGrammar (masks computed per
+# A schema's regex marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and recursive or
+# long $refs (CALL, each with a regex of its own); such a schema gets a LazyGrammar (masks computed per
 # state on first use) over a SlotAutomaton, which reads free-form values at any depth with a
 # pushdown machine (json_free.py), follows calls up to 32 deep and lets the matcher keep items
 # distinct (unique_items.py). A plain regex is indexed ahead of time if its automaton is small
@@ -224,8 +225,8 @@ class GrammarCompiler:
         return chars * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
 
     def _compile_json(self, schema: Any) -> Grammar:
-        """The first JSON_LADDER step whose regex fits the time left (step 0 for all dev schemas
-        but two); lazy over a SlotAutomaton if it has free-form values, uniqueItems or recursion,
+        """The first JSON_LADDER step whose regex fits the time left (step 0 for every dev
+        schema); lazy over a SlotAutomaton if it has free-form values, uniqueItems or recursion,
         else a plain regex (see _plain)."""
         start = time.perf_counter()
         step, regex, calls = self._slot_regex(schema, start)

@@ -215,7 +215,8 @@ def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: 
         # of a pattern that also matches a declared property (that property merges the
         # pattern's schema, see _member_schema): "matches P but is not k" has no regex either,
         # and a key written twice would be ambiguous.
-        pattern_props = {p: v for p, v in pattern_props.items() if not any(pattern_matches(p, k) for k in known)}
+        pattern_props = {p: v for p, v in pattern_props.items()
+                         if not any(pattern_matches(p, k) for k in known)}
         if not pattern_props:
             return None
         if names is not None and names is not True:

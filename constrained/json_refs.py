@@ -26,7 +26,8 @@ CALL_MIN_CHARS = 2_000  # a $ref whose regex is longer is called, not copied, wh
 
 def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
     ref = schema["$ref"]
-    if conv.options.calls and (ref in conv.ref_stack or json.dumps(schema, sort_keys=True) in conv.call_bytes):
+    called_before = json.dumps(schema, sort_keys=True) in conv.call_bytes
+    if conv.options.calls and (ref in conv.ref_stack or called_before):
         called = _call(conv, schema, ptr)
         if called is not None:
             return called

@@ -54,10 +54,11 @@ class JsonOptions:
     allows them (False: only for objects that declare no properties at all); optional_depth:
     objects nested deeper than this write their required properties only (None: no limit);
     slots: free-form values become one SLOT byte each, read by slot_automaton.py as any JSON
-    value of any depth (the *_depth settings then do nothing), and uniqueItems arrays are marked
+    value up to json_free.MAX_DEPTH deep (the *_depth settings then do nothing), and uniqueItems arrays are marked
     with a UNIQUE byte for the matcher to enforce (unique_items.py) instead of being narrowed;
-    calls: (with slots) a recursive $ref is a CALL byte and a regex of its own (json_refs.py)
-    instead of being unrolled max_recursion deep, see json_schema_parts.
+    calls: (with slots) a recursive or long $ref is a CALL byte and a regex of its own
+    (json_refs.py) instead of being copied and unrolled max_recursion deep, see
+    json_schema_parts.
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -269,5 +270,5 @@ def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE
     return json_schema_parts(schema, whitespace, options)[0]
 
 
-__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "json_schema_parts", "WHITESPACE", "JsonOptions", "Converter",
-           "alt"]
+__all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "json_schema_parts", "WHITESPACE", "JsonOptions",
+           "Converter", "alt"]

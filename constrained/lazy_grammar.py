@@ -1,4 +1,5 @@
-"""A grammar for automata too big to index against the whole vocabulary ahead of time.
+"""A grammar for automata too big to index against the whole vocabulary ahead of time, or that
+no regex index can hold (slot_automaton.py's pushdown for JSON schemas).
 
 outlines-core's Index precomputes every state's allowed tokens, ~1 ms a state with a 49k-token
 vocabulary, so an automaton of 20,000 states cannot be indexed within a 10 s compile budget.
@@ -8,7 +9,9 @@ byte rows at once with numpy: position by position over the tokens still alive, 
 first (vocab.TokenMatrix), so a step is one gather over what is left. A few ms per new state,
 then cached like CompiledGrammar's rows; states never visited cost nothing.
 
-The result is bit-identical to CompiledGrammar on the same regex and vocabulary (the tests
+The automaton is a ByteAutomaton, or a SlotAutomaton whose rows come from its items instead of
+one index: the walk is the same. On a plain regex the result is bit-identical to
+CompiledGrammar on the same vocabulary (the tests
 check masks, next states and forced bytes): a token is allowed iff each of its bytes has a
 transition, which is what the index keeps for `M(?:R)M`, and tokens holding M die at M's dead
 column, as the index's masks drop them.

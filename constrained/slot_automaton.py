@@ -55,7 +55,7 @@ class SlotAutomaton(ByteAutomaton):
         for byte, rx in (calls or {}).items():
             if rx is not None:
                 self._add_regex(byte, build_index(rx, BYTE_VOCAB, marker), marker[0])
-        self.has_unique = UNIQUE_REGEX in regex or any(UNIQUE_REGEX in (rx or "") for rx in (calls or {}).values())
+        self.has_unique = any(UNIQUE_REGEX in rx for rx in (regex, *(calls or {}).values()) if rx)
         super().__init__(regex, marker)
 
     def _add_regex(self, a: int, index: Index, marker: int) -> None:
@@ -167,7 +167,8 @@ class SlotAutomaton(ByteAutomaton):
         if item[0] == "u":
             return False
         _, a, q, ret, stack, lex = item
-        return self._free.accepts_here((stack, lex)) and any(map(self._item_accepts, self._closure(a, q, ret)))
+        return self._free.accepts_here((stack, lex)) and any(map(self._item_accepts,
+                                                                  self._closure(a, q, ret)))
 
     def opens_unique(self, state: int, byte: int) -> bool:
         """Whether `byte` read in `state` opens a uniqueItems array."""

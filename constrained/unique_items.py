@@ -74,9 +74,10 @@ class UniqueMatcher(GrammarMatcher):
         state = self.state
         if not super().advance(token_id):
             return False
-        piece = b"" if token_id == self.grammar.eos_token_id else self.grammar.token_vocab.matrix.pieces[token_id]
-        self._scans.append(self._scan(self._scans[-1], state, piece or b""))
-        self._sizes.append(len(piece or b""))
+        pieces = self.grammar.token_vocab.matrix.pieces
+        piece = b"" if token_id == self.grammar.eos_token_id else pieces[token_id] or b""
+        self._scans.append(self._scan(self._scans[-1], state, piece))
+        self._sizes.append(len(piece))
         return True
 
     def rollback(self, n: int) -> None:
