@@ -1,11 +1,9 @@
 """Spec -> Grammar, cached (LRU by kind + canonical spec) and compiled off the engine loop.
 
-Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema is
-indexed too when its regex is plain and its automaton small enough to index within the time
-limit, else it gets a LazyGrammar whose masks are computed per state on first use
-(lazy_grammar.py), over a SlotAutomaton where it has free-form values, uniqueItems or called
-$refs (slot_automaton.py); only a schema whose regex is too long to build at all in time is
-narrowed (JSON_LADDER).
+Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema gets a
+LazyGrammar whose masks are computed per state on first use (lazy_grammar.py), over a
+SlotAutomaton where it has free-form values, uniqueItems or called $refs (slot_automaton.py);
+only a schema whose regex is too long to build at all in time is narrowed (JSON_LADDER).
 
 outlines-core releases the GIL while it builds an index, so a worker thread keeps the engine's
 step loop running during a slow compile. A compile past `timeout_s` fails its future with a
@@ -26,8 +24,7 @@ from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
 from .json_free import SLOT_REGEX, UNIQUE_REGEX
-from .json_schema import (MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts,
-                          json_schema_to_regex)
+from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .slot_automaton import SlotAutomaton
@@ -35,14 +32,15 @@ from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
-# A schema's regex marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and recursive or
-# long $refs (CALL, each with a regex of its own); such a schema gets a LazyGrammar (masks computed per
-# state on first use) over a SlotAutomaton, which reads free-form values at any depth with a
-# pushdown machine (json_free.py), follows calls up to 32 deep and lets the matcher keep items
-# distinct (unique_items.py). A plain regex is indexed ahead of time if its automaton is small
-# enough (indexing costs ~1 ms a state with a 49k-token vocabulary), else lazy too. What still
-# limits a schema is the regex text: regex-automata builds ~1 s per million characters, and a
-# $ref used in many places is copied into each. A regex too long for the time left is converted
+# A JSON schema becomes a regex that marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and
+# recursive or long $refs (CALL, each with a regex of its own), read by a SlotAutomaton: free-form
+# values at any depth through a pushdown machine (json_free.py), calls up to 32 deep, and items
+# the matcher keeps distinct (unique_items.py). Its masks are computed per state on first use
+# (LazyGrammar, ~1 ms a state a request visits), never indexed ahead of time: outlines-core's
+# index costs ~1 ms for every state of the automaton (a person record's 900 ms, against 20 ms to
+# build the lazy grammar), and the request waits for its grammar. What still limits a schema is
+# the regex text: regex-automata builds ~1 s per million characters, and a $ref used in many
+# places is copied into each unless called. A regex too long for the time left is converted
 # again with more narrowing (each step only drops valid texts: recursion unrolled once where the
 # CALL bytes ran out, no additional properties beside declared ones, and last only the required
 # properties of ever shallower nested objects).
@@ -54,11 +52,6 @@ JSON_LADDER = (
       for depth in (3, 2, 1, 0)),
 )
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
-# A small but typical schema (keys, strings, numbers, an enum, extras) to time indexing with.
-CALIBRATION_SCHEMA = {"type": "object", "properties": {
-    "name": {"type": "string"}, "count": {"type": "integer", "minimum": 0},
-    "price": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}},
-    "kind": {"enum": ["alpha", "beta"]}, "ok": {"type": "boolean"}}, "required": ["name"]}
 
 
 def canonical_spec(kind: str, spec: Any) -> Hashable:
@@ -96,21 +89,16 @@ class GrammarCompiler:
 
     tokenizer: a transformers tokenizer (or a prebuilt TokenVocab); cache_size: LRU entries;
     timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
-    after `,` and `:`; max_workers: compile threads; state_budget: automaton states a JSON
-    schema may have to be indexed ahead of time, a larger one gets a LazyGrammar (None: from
-    timeout_s and the indexing speed measured here at start, ~0.5 s).
+    after `,` and `:`; max_workers: compile threads.
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
-                 whitespace: str = WHITESPACE, max_workers: int = 2,
-                 state_budget: int | None = None) -> None:
+                 whitespace: str = WHITESPACE, max_workers: int = 2) -> None:
         tv = tokenizer if isinstance(tokenizer, TokenVocab) else token_vocab_from_tokenizer(tokenizer)
         self.token_vocab = tv
         self.cache_size = cache_size
         self.timeout_s = timeout_s
         self.whitespace = whitespace
-        self.state_budget = state_budget  # None: from the measured indexing speed
-        self._sec_per_state = self._calibrate()
         self._sec_per_char = SEC_PER_REGEX_CHAR
         self._cache: OrderedDict[tuple[str, Hashable], Grammar] = OrderedDict()
         self._pending: dict[tuple[str, Hashable], Future[Grammar]] = {}
@@ -199,45 +187,28 @@ class GrammarCompiler:
         marker = next((m for m in MARKERS if all(m.decode() not in c for c in spec)), None)
         return compile_regex(choices_regex(spec), self.token_vocab, marker=marker)
 
-    def _calibrate(self) -> float:
-        """Seconds of index building per automaton state on this machine and vocabulary."""
-        regex = json_schema_to_regex(CALIBRATION_SCHEMA, self.whitespace)
-        start = time.perf_counter()
-        try:
-            compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
-        except ValueError:  # a small hand-made vocabulary cannot spell JSON: assume 1 ms
-            return 1e-3
-        seconds = time.perf_counter() - start
-        return seconds / ByteAutomaton(regex, JSON_MARKER).count_states(1_000_000)
-
-    def _budget(self, elapsed: float) -> int:
-        """States an index may have: as many as fit in a quarter of timeout_s, less what has
-        been spent (`elapsed` includes the regex-automata time the index will spend again).
-        Index speed varies with load and the request waits for its grammar, while a lazy
-        grammar costs ~1 ms only for each state a request visits."""
-        if self.state_budget is not None:
-            return self.state_budget
-        return max(0, int((0.25 * self.timeout_s - elapsed) / self._sec_per_state))
-
     def _regex_fits(self, chars: int, elapsed: float) -> bool:
         """Whether regex-automata can build `chars` of regex text in half of what is left of
         timeout_s."""
         return chars * self._sec_per_char <= 0.5 * self.timeout_s - elapsed
 
     def _compile_json(self, schema: Any) -> Grammar:
-        """The first JSON_LADDER step whose regex fits the time left (step 0 for every dev
-        schema); lazy over a SlotAutomaton if it has free-form values, uniqueItems or recursion,
-        else a plain regex (see _plain)."""
+        """A LazyGrammar for the first JSON_LADDER step whose regex fits the time left (step 0
+        for every dev schema): over a SlotAutomaton if the regex has free-form values,
+        uniqueItems or calls, else over the plain regex's ByteAutomaton."""
         start = time.perf_counter()
         step, regex, calls = self._slot_regex(schema, start)
+        built = time.perf_counter()
         if calls or SLOT_REGEX in regex or UNIQUE_REGEX in regex:
             automaton = SlotAutomaton(regex, JSON_MARKER, self.whitespace, calls)
-            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
-            grammar.info.update(path="lazy")
         else:
-            grammar = self._plain(regex, start)
+            automaton = ByteAutomaton(regex, JSON_MARKER)
+        chars = _chars(regex, calls)
+        if chars >= 100_000:  # regex-automata's speed, for _regex_fits (short ones time fixed costs)
+            self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * (time.perf_counter() - built) / chars
+        grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
         grammar.compile_s = time.perf_counter() - start
-        grammar.info.update(narrowing_step=step, calls=len(calls), regex_chars=_chars(regex, calls))
+        grammar.info.update(path="lazy", narrowing_step=step, calls=len(calls), regex_chars=chars)
         return grammar
 
     def _slot_regex(self, schema: Any, start: float) -> tuple[int, str, dict[int, str | None]]:
@@ -252,27 +223,6 @@ class GrammarCompiler:
         size = f"{len(regex):,} characters" if regex else f"over {MAX_REGEX_CHARS:,} characters"
         raise ValueError(f"the schema is too large to compile in {self.timeout_s:g} s even narrowed "
                          f"(a regex of {size}); simplify the schema or raise timeout_s")
-
-    def _plain(self, regex: str, start: float) -> Grammar:
-        """Indexed (CompiledGrammar) if the automaton fits the state budget, else a LazyGrammar
-        on the byte-level automaton already built to count the states."""
-        built = time.perf_counter()
-        automaton = ByteAutomaton(regex, JSON_MARKER)
-        parse_s = time.perf_counter() - built  # regex-automata's share, paid again by an index
-        if len(regex) >= 100_000:  # shorter ones time mostly fixed costs
-            self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * parse_s / len(regex)
-        budget = self._budget(time.perf_counter() - start + parse_s)
-        states = automaton.count_states(budget)
-        if states > budget:
-            grammar: Grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
-            grammar.info.update(path="lazy", states_seen=states)
-            return grammar
-        built = time.perf_counter()
-        grammar = compile_regex(regex, self.token_vocab, marker=JSON_MARKER)
-        per_state = max(time.perf_counter() - built - parse_s, 0.0) / max(states, 1)
-        self._sec_per_state = 0.8 * self._sec_per_state + 0.2 * per_state  # running mean
-        grammar.info.update(path="indexed", states=states)
-        return grammar
 
     def cache_info(self) -> dict[str, int]:
         with self._lock:

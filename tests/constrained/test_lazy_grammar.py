@@ -99,10 +99,10 @@ def test_same_as_indexed_json_schema(smollm_vocab):
     assert assert_same(indexed, compile_lazy(regex, smollm_vocab, JSON_MARKER), 40) == 40
 
 
-def test_big_schema_goes_lazy_instead_of_narrowed(smollm_tokenizer, smollm_vocab):
-    """Past the state budget the compiler used to narrow the schema (any_depth 1 by step 4 of
-    the ladder); now it keeps step 0 and computes masks lazily."""
-    compiler = GrammarCompiler(smollm_vocab, state_budget=400)
+def test_schema_compiles_lazy_not_narrowed(smollm_tokenizer, smollm_vocab):
+    """The compiler keeps step 0 and masks lazily: a nested free-form value that a narrowed
+    regex (free-form depth 1, an old ladder step) refuses is accepted, bad values are not."""
+    compiler = GrammarCompiler(smollm_vocab)
     grammar = compiler.compile("json_schema", SCHEMA)
     compiler.shutdown()
     assert isinstance(grammar, LazyGrammar)
@@ -118,13 +118,14 @@ def test_big_schema_goes_lazy_instead_of_narrowed(smollm_tokenizer, smollm_vocab
                                                               'Saint-Étienne-du-Rouvray"}'))
 
 
-def test_small_plain_schema_stays_indexed(smollm):
-    """Indexed ahead of time: a small schema whose regex says it all. With room for additional
-    properties (free-form values) it is lazy over slots instead."""
+def test_json_schemas_are_lazy_regexes_indexed(smollm):
+    """A JSON schema, even a small plain one, is masked lazily (no index to wait for); a regex
+    or a list of choices is indexed ahead of time."""
     ok = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
-    grammar = smollm.compile("json_schema", {**ok, "additionalProperties": False})
-    assert isinstance(grammar, CompiledGrammar) and grammar.info["path"] == "indexed"
-    assert smollm.compile("json_schema", ok).info["path"] == "lazy"
+    for schema in (ok, {**ok, "additionalProperties": False}):
+        assert isinstance(smollm.compile("json_schema", schema), LazyGrammar)
+    assert isinstance(smollm.compile("regex", "[0-9]{3}"), CompiledGrammar)
+    assert isinstance(smollm.compile("choices", ["yes", "no"]), CompiledGrammar)
 
 
 def test_regex_too_long_for_the_time_left_is_narrowed(smollm_tokenizer, smollm_vocab):
@@ -134,7 +135,7 @@ def test_regex_too_long_for_the_time_left_is_narrowed(smollm_tokenizer, smollm_v
     schema = {"type": "object", "properties": {
         k: {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}}
         for k in "abcd"}}
-    compiler = GrammarCompiler(smollm_vocab, state_budget=0)
+    compiler = GrammarCompiler(smollm_vocab)
     compiler._sec_per_char = 3e-4  # step 0: 7.4 s, step 2: 0.7 s (limit: half of 10 s)
     grammar = compiler.compile("json_schema", schema)
     compiler.shutdown()

@@ -100,12 +100,10 @@ def test_slot_text_after_a_value():
 
 
 def test_deep_free_form_through_the_compiler(smollm, smollm_tokenizer):
-    """A schema too big to index (a state budget of 0 pretends so): lazy over slots, so
-    free-form values nest past any unrolled depth, and the masks still refuse broken JSON."""
-    compiler = GrammarCompiler(smollm.token_vocab, state_budget=0)
+    """Lazy over slots: free-form values nest past any unrolled depth, and the masks still
+    refuse broken JSON there."""
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "meta": {}}, "required": ["meta"]}
-    grammar = compiler.compile("json_schema", schema)
-    compiler.shutdown()
+    grammar = smollm.compile("json_schema", schema)
     assert isinstance(grammar, LazyGrammar) and grammar.info["narrowing_step"] == 0
     deep = {"meta": {"a": [[{"b": [[[{"c": [1, 2.5, None, "x"]}]]]}]]}}
     for text in (json.dumps(deep), json.dumps(deep, separators=(",", ":"))):
