@@ -25,17 +25,15 @@ CALL_MIN_CHARS = 2_000  # a $ref whose regex is longer is called, not copied, wh
 
 
 def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
-    ref = schema["$ref"]
-    called_before = json.dumps(schema, sort_keys=True) in conv.call_bytes
-    if conv.options.calls and (ref in conv.ref_stack or called_before):
-        called = _call(conv, schema, ptr)
-        if called is not None:
-            return called
+    ref, key = schema["$ref"], json.dumps(schema, sort_keys=True)
+    can_call = conv.options.calls and (key in conv.call_bytes or len(conv.call_bytes) < len(CALL_BYTES))
+    if can_call and (ref in conv.ref_stack or key in conv.call_bytes):
+        return _call(conv, schema, key, ptr)
     if conv.ref_stack.count(ref) >= conv.max_recursion:
         return None  # recursion unrolled to its bound: no deeper instances
     out = _expand(conv, schema, ptr)
-    if conv.options.calls and out is not None and len(out) > CALL_MIN_CHARS:
-        return _call(conv, schema, ptr) or out
+    if can_call and out is not None and len(out) > CALL_MIN_CHARS:
+        return _call(conv, schema, key, ptr)
     return out
 
 
@@ -57,21 +55,18 @@ def _expand(conv: "Converter", schema: dict, ptr: str) -> str | None:
     return out
 
 
-def _call(conv: "Converter", schema: dict, ptr: str) -> str | None:
-    """The CALL byte of this $ref as regex text, its regex converted on first use; None when the
-    CALL bytes are used up (the caller unrolls instead)."""
-    key = json.dumps(schema, sort_keys=True)
+def _call(conv: "Converter", schema: dict, key: str, ptr: str) -> str | None:
+    """The CALL byte of this $ref as regex text, its regex converted on first use; None if the
+    $ref admits no value (a use inside its own recursion, met before that was known, keeps a
+    call that leads nowhere: the automaton has nothing to call there)."""
     byte = conv.call_bytes.get(key)
     if byte is None:
-        if len(conv.call_bytes) == len(CALL_BYTES):
-            return None
         byte = CALL_BYTES[len(conv.call_bytes)]
         conv.call_bytes[key] = byte
         saved = conv.ref_stack, conv.object_depth
         conv.ref_stack, conv.object_depth = [], 0  # the called regex starts afresh
         try:
-            # None when no value fits: the automaton then has nothing to call and the byte is dead
             conv.calls[byte] = _expand(conv, schema, ptr)
         finally:
             conv.ref_stack, conv.object_depth = saved
-    return f"\\x{byte:02x}"
+    return None if conv.calls.get(byte, "") is None else f"\\x{byte:02x}"

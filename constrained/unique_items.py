@@ -202,5 +202,5 @@ def _whitespace_variants(grammar: "LazyGrammar") -> list[bytes]:
     """The whitespace the grammar's pattern allows after `,`, as the vocabulary spells it
     (leading whitespace runs of tokens), the empty run first."""
     pattern = grammar.automaton.whitespace
-    runs = {p[:len(p) - len(p.lstrip(_WS))] for p in grammar.token_vocab.by_bytes[0]}
-    return [b""] + sorted(w for w in runs if w and re.fullmatch(pattern, w.decode()))
+    runs = grammar.token_vocab.whitespace_runs
+    return [b""] + sorted(w for w in runs if re.fullmatch(pattern, w.decode()))

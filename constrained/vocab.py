@@ -128,6 +128,12 @@ class TokenVocab:
         kept = sorted((p, tid) for tid, p in enumerate(self.matrix.pieces) if p)
         return [p for p, _ in kept], np.array([tid for _, tid in kept], dtype=np.int64)
 
+    @cached_property
+    def whitespace_runs(self) -> frozenset[bytes]:
+        """The runs of JSON whitespace (space, tab, newline, return) that tokens start with."""
+        ws = b" \t\n\r"
+        return frozenset(p[:len(p) - len(p.lstrip(ws))] for p in self.by_bytes[0]) - {b""}
+
 
 def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,
                       size: int | None = None, num_shards: int = 1) -> TokenVocab:
