@@ -223,7 +223,12 @@ def isolated(path: Path, compiler: GrammarCompiler, tok: Any, timeout: float) ->
     reader, writer = ctx.Pipe(duplex=False)
 
     def child() -> None:
-        writer.send(check_schema(path, compiler, tok, timeout))
+        try:
+            rec = check_schema(path, compiler, tok, timeout)
+        except Exception as e:  # a crash is a result too, not a wait for the time limit
+            rec = {"id": path.stem, "subset": path.stem.split("_", 1)[1], "status": "failed",
+                   "reason": f"{type(e).__name__}: {e}", "compile_s": float("nan")}
+        writer.send(rec)
         os._exit(0)  # do not wait for a compile thread still running in Rust
     proc = ctx.Process(target=child)
     proc.start()

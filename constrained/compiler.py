@@ -175,7 +175,13 @@ class GrammarCompiler:
 
     def _run(self, key: tuple[str, Hashable]) -> Grammar:
         self._started[key] = time.monotonic()  # the time limit counts from here
-        return self._compile_uncached(key)
+        try:
+            return self._compile_uncached(key)
+        except ValueError:
+            raise
+        except Exception as e:  # a bug of ours, met by one spec: that request fails, not the engine
+            raise ValueError(f"the grammar compiler failed on this {key[0]} ({type(e).__name__}: {e}); "
+                             "please report it with the spec") from e
 
     def _compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
         kind, spec = key

@@ -26,15 +26,18 @@ CALL_MIN_CHARS = 2_000  # a $ref whose regex is longer is called, not copied, wh
 
 def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
     ref, key = schema["$ref"], json.dumps(schema, sort_keys=True)
-    can_call = conv.options.calls and (key in conv.call_bytes or len(conv.call_bytes) < len(CALL_BYTES))
-    if can_call and (ref in conv.ref_stack or key in conv.call_bytes):
+    if _can_call(conv, key) and (ref in conv.ref_stack or key in conv.call_bytes):
         return _call(conv, schema, key, ptr)
     if conv.ref_stack.count(ref) >= conv.max_recursion:
         return None  # recursion unrolled to its bound: no deeper instances
     out = _expand(conv, schema, ptr)
-    if can_call and out is not None and len(out) > CALL_MIN_CHARS:
-        return _call(conv, schema, key, ptr)
+    if out is not None and len(out) > CALL_MIN_CHARS and _can_call(conv, key):  # (bytes the
+        return _call(conv, schema, key, ptr)  # expansion used are gone: ask again after it)
     return out
+
+
+def _can_call(conv: "Converter", key: str) -> bool:
+    return conv.options.calls and (key in conv.call_bytes or len(conv.call_bytes) < len(CALL_BYTES))
 
 
 def _expand(conv: "Converter", schema: dict, ptr: str) -> str | None:

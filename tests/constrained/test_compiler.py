@@ -95,3 +95,16 @@ def test_errors_arrive_through_the_future(compiler):
         compiler.compile("ebnf", "root ::= 'a'")
     with pytest.raises(ValueError, match="choices"):
         compiler.compile("choices", "abc")
+
+
+def test_an_internal_error_fails_only_that_spec(compiler, monkeypatch):
+    """A compiler bug met by one spec surfaces as that spec's ValueError (the engine ends that
+    request alone), and the compiler goes on serving others."""
+    from radixgen.constrained import compiler as module
+
+    def broken(*args, **kwargs):
+        raise IndexError("tuple index out of range")
+    monkeypatch.setattr(module, "json_schema_parts", broken)
+    with pytest.raises(ValueError, match="IndexError"):
+        compiler.compile("json_schema", {"type": "integer"})
+    assert compiler.compile("regex", "a+").new_matcher().advance(1)  # token 1 is "a"
