@@ -46,6 +46,9 @@ class SlotAutomaton(ByteAutomaton):
         self.whitespace = whitespace
         ws = ByteAutomaton(whitespace, marker)
         self._free = FreeJson(ws.initial_state, lambda q, b: _alive(ws.step(q, b)), ws.is_accepting)
+        # byte -> the free-form states it opens a value in (the same wherever a slot stands)
+        self._slot_starts = {b: starts for b in range(256)
+                             if (starts := [s for s in self._free.start(b) if isinstance(s, tuple)])}
         self._item_rows: dict[Item, dict[int, tuple[Item, ...]]] = {}
         self._closures: dict[Item, tuple[Item, ...]] = {}
         self._unique: dict[int, frozenset[int]] = {}  # dense state -> bytes opening a unique array
@@ -129,10 +132,8 @@ class SlotAutomaton(ByteAutomaton):
                 row[b] = self._closure(a, index.get_next_state(q, b), ret)
         after_slot = index.get_next_state(q, SLOT)
         if after_slot is not None:
-            for b in range(256):
-                starts = [("j", a, after_slot, ret, *s) for s in self._free.start(b) if isinstance(s, tuple)]
-                if starts:
-                    row[b] = row.get(b, ()) + tuple(starts)
+            for b, starts in self._slot_starts.items():
+                row[b] = row.get(b, ()) + tuple(("j", a, after_slot, ret, *s) for s in starts)
         return row
 
     def _free_row(self, a: int, q: int, ret: tuple, stack: str, lex: tuple) -> dict[int, tuple[Item, ...]]:

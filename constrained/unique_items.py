@@ -29,11 +29,11 @@ import torch
 
 from .mask import pack_ids
 from .matcher import _EOS_TAKEN, GrammarMatcher
+from .vocab import JSON_WS
 
 if TYPE_CHECKING:
     from .lazy_grammar import LazyGrammar
 
-_WS = b" \t\n\r"
 _SELF_ENDING = frozenset(b'"[{tfn')  # first bytes of items whose last byte ends them
 
 
@@ -62,7 +62,8 @@ class UniqueMatcher(GrammarMatcher):
         self._text = bytearray()
         self._scans: list[Scan] = [Scan()]  # after each accepted token, like the state stack
         self._sizes: list[int] = []  # bytes each accepted token added
-        self._forbidden: tuple[int, np.ndarray] | None = None  # (num_tokens, ids) cache
+        # (num_tokens, forbidden ids, the grammar's row without them or None): one step's cache
+        self._forbidden: tuple[int, np.ndarray, np.ndarray | None] | None = None
         self._ws = _whitespace_variants(grammar)
         self._longest = grammar.token_vocab.matrix.columns.shape[0]  # bytes of the longest token
 
@@ -111,7 +112,7 @@ class UniqueMatcher(GrammarMatcher):
                 frames = frames[:-1]
             elif b == 0x2C and frames and frames[-1].unique:
                 top = frames[-1]
-                item = bytes(self._text[top.start:pos]).lstrip(_WS)
+                item = bytes(self._text[top.start:pos]).lstrip(JSON_WS)
                 frames = frames[:-1] + (top._replace(items=top.items + (item,), start=pos + 1),)
             state = self._auto.step(state, b)
         return Scan(frames, in_string, escaped)
@@ -122,10 +123,9 @@ class UniqueMatcher(GrammarMatcher):
         row = super()._row_tensor()
         if self.state == _EOS_TAKEN:
             return row
-        forbidden = self._forbidden_ids()
-        if not forbidden.size:
-            return row
-        return torch.from_numpy(row.numpy() & ~pack_ids(forbidden, self.grammar.vocab_size))
+        self._forbidden_ids()
+        kept = self._forbidden[2]  # type: ignore[index]
+        return row if kept is None else torch.from_numpy(kept)
 
     def forced_string(self) -> str | None:
         text = super().forced_string()
@@ -143,10 +143,12 @@ class UniqueMatcher(GrammarMatcher):
             found = [ids[bisect_left(keys, p):_prefix_end(keys, p)] for p in prefixes]
             found += [self._forced_into(keys, ids, p) for p in prefixes]
             forbidden = np.unique(np.concatenate(found)) if found else ids[:0]
-            row = super()._row_tensor().numpy()
-            if forbidden.size and not (row & ~pack_ids(forbidden, self.grammar.vocab_size)).any():
-                forbidden = ids[:0]
-            self._forbidden = (self.num_tokens, forbidden)
+            kept = None
+            if forbidden.size:
+                kept = super()._row_tensor().numpy() & ~pack_ids(forbidden, self.grammar.vocab_size)
+                if not kept.any():
+                    forbidden, kept = ids[:0], None
+            self._forbidden = (self.num_tokens, forbidden, kept)
         return self._forbidden[1]
 
     def _forced_into(self, keys: list[bytes], ids: np.ndarray, finish: bytes) -> np.ndarray:
@@ -171,7 +173,7 @@ class UniqueMatcher(GrammarMatcher):
         for frame in self._scans[-1].frames:
             if not frame.unique or (not frame.items and frame.start == len(self._text)):
                 continue
-            s = bytes(self._text[frame.start:]).lstrip(_WS)
+            s = bytes(self._text[frame.start:]).lstrip(JSON_WS)
             lead = [b""] if s else self._ws  # an item not begun may start after whitespace
             for e in frame.items:
                 if e.startswith(s) and (e != s or not _self_ending(e)):

@@ -23,6 +23,7 @@ from outlines_core import Vocabulary
 MARKERS: tuple[bytes, ...] = tuple(bytes([b]) for b in [*range(0x00, 0x09), 0x0B, 0x0C,
                                                           *range(0x0E, 0x20), 0x7F])
 _MARKER_BYTES = frozenset(m[0] for m in MARKERS)
+JSON_WS = b" \t\n\r"  # the bytes JSON counts as whitespace
 
 
 def _bytes_to_unicode() -> dict[str, int]:
@@ -131,8 +132,7 @@ class TokenVocab:
     @cached_property
     def whitespace_runs(self) -> frozenset[bytes]:
         """The runs of JSON whitespace (space, tab, newline, return) that tokens start with."""
-        ws = b" \t\n\r"
-        return frozenset(p[:len(p) - len(p.lstrip(ws))] for p in self.by_bytes[0]) - {b""}
+        return frozenset(p[:len(p) - len(p.lstrip(JSON_WS))] for p in self.by_bytes[0]) - {b""}
 
 
 def build_token_vocab(pieces: list[bytes | None], eos_token_id: int,

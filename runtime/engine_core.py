@@ -18,7 +18,7 @@ from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .request import Req
-from .sampler import apply_penalties, gather_logprobs, needs_penalties, needs_processing, sample
+from .sampler import apply_penalties, gather_logprobs, needs_penalties, sample
 from .scheduler import ScheduledBatch, Scheduler
 
 
@@ -128,8 +128,9 @@ class EngineCore:
             rows = [batch.sample_at[i] for i in idx]
             raw = logits if rows == list(range(len(logits))) else logits[torch.tensor(rows)]
             want_logprobs = any(r.params.return_logprob for r in reqs)
-            process = needs_processing(reqs)
-            if want_logprobs or needs_penalties(reqs) or not all(r.params.is_greedy for r in reqs):
+            penalties = needs_penalties(reqs)
+            process = penalties or any(r.grammar is not None for r in reqs)
+            if want_logprobs or penalties or not all(r.params.is_greedy for r in reqs):
                 raw = raw.float()  # a greedy batch, masked or not, takes its argmax in the model dtype
             work = raw
             if process:  # copy only when raw logits are still needed for logprobs

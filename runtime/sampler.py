@@ -66,11 +66,6 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.max(dim=-1).indices
 
 
-def needs_processing(reqs: list[Req]) -> bool:
-    """Whether any row's logits get changed before sampling (penalties, min_new_tokens, grammar)."""
-    return any(r.grammar is not None for r in reqs) or needs_penalties(reqs)
-
-
 def needs_penalties(reqs: list[Req]) -> bool:
     """Whether any row gets arithmetic on its logits (penalties) or stop tokens banned
     (min_new_tokens); a grammar's mask alone only writes -inf, which bf16 holds exactly."""
