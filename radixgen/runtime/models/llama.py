@@ -112,7 +112,9 @@ class Linear(nn.Linear):
         if self.packed is None:
             return super().forward(x)
         m = x.shape[0]
-        if m <= self.small_rows:
+        # `small` is None where our kernel cannot run (no AMX / AVX512-BF16): then small_rows is 0,
+        # and a forward of 0 rows (no request wants logits) must not take that path either.
+        if self.small is not None and m <= self.small_rows:
             return cpu_layer_ops.linear_small(x, self.small, self.bias)
         rows = padded_rows(m)
         if rows != m:
@@ -128,8 +130,10 @@ class Linear(nn.Linear):
 
 
 def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
+    """oneDNN prepacks bf16 weights only with AVX512-BW/VL/DQ or AVX-NE-CONVERT; on an AVX2-only CPU
+    (many AMD and older Intel parts) its reorder raises, and plain nn.Linear is the path."""
     return device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() \
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 class RMSNorm(nn.Module):

@@ -118,5 +118,7 @@ class ModelRunner:
             max_extend=max(lens), max_seq=max(s + n for s, n in zip(starts, lens)), is_decode=batch.is_decode)
         ctx = ForwardContext(meta, self.pool.k, self.pool.v, self.backend, self.ops)
         hidden = self.model(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), ctx)
+        if not batch.logit_rows:  # a chunk or shared prefix that no request samples from yet
+            return hidden.new_empty(0, self.arch.vocab_size).cpu()
         rows = torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev)
         return self.model.compute_logits(hidden.index_select(0, rows)).cpu()
