@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,13 +20,12 @@ from typing import Any, Callable
 import torch
 
 import radixgen
-from launch import start_server  # bench/launch.py, beside this script
+import radixgen.examples as P
 from radixgen.frontend import RuntimeEndpoint
+from radixgen.runtime.server.launch import launch_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT / "tests" / "frontend"))
-import programs as P  # noqa: E402  (the programs are written once, in the test library)
 
 GREEDY = {"temperature": 0}
 
@@ -122,14 +120,10 @@ def main() -> None:
     measure("radixgen in-process", run_dsl(engine), loads, rows)
     engine.shutdown()  # two cores: nothing else may compete with the next system
     if not args.skip_http:
-        proc, url = start_server(["--dtype", args.dtype, "--max-total-tokens", "20000"])
-        try:
-            endpoint = RuntimeEndpoint(url)
+        with launch_server(["--dtype", args.dtype, "--max-total-tokens", "20000"]) as server:
+            endpoint = RuntimeEndpoint(server.url)
             measure("radixgen over HTTP", run_dsl(endpoint), loads, rows)
             endpoint.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     if not args.skip_hf:
         measure("transformers", HF(model_dir, getattr(torch, args.dtype)).runner(), loads, rows)
     RESULTS.mkdir(exist_ok=True)

@@ -16,7 +16,6 @@ import asyncio
 import json
 import math
 import random
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from launch import start_server  # bench/launch.py, beside this script
 from radixgen.cli import seed_messages
+from radixgen.runtime.server.launch import launch_server
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -132,10 +131,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--max-seconds-per-rate", type=float, default=90.0)
     ap.add_argument("--url", help="an already running server (else one is started)")
-    ap.add_argument("--server-flags", default="--dtype bfloat16", help="flags for the started server")
+    ap.add_argument("--server-flags", default="", help="flags for the started server (dtype auto by default)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    proc, url = (None, args.url) if args.url else start_server(args.server_flags.split())
+    server = None if args.url else launch_server(args.server_flags.split())
+    url = args.url or server.url
     try:
         info = httpx.get(url + "/server_info", timeout=30).json()
         convs = seed_messages(args.requests * (len(rates) + 1))  # distinct questions everywhere
@@ -148,9 +148,8 @@ def main() -> None:
                                                              args.max_seconds_per_rate, seed=i))))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        if server is not None:
+            server.stop(60)
     title = (f"seed chat workload over HTTP, {info['dtype']}, greedy, max_tokens={args.max_tokens}, "
              f"{args.requests} requests per rate")
     print(f"\n{title}\n{table(rows)}")

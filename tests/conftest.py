@@ -10,6 +10,7 @@ import torch
 import radixgen
 from radixgen.runtime.config import EngineConfig
 from radixgen.runtime.model_loader import resolve_model_dir
+from radixgen.runtime.server.launch import ServerProcess, launch_server
 
 
 @pytest.fixture(scope="session")
@@ -18,11 +19,52 @@ def bundled_dir() -> str:
     return str(resolve_model_dir(None, EngineConfig().cache_dir))
 
 
+# The real model loads 2-3 times a run: once in the dtype `auto` picks on this CPU (bf16 with AMX or
+# AVX512-BF16, float32 elsewhere), shared by every test that does not care, once in the other dtype
+# for the parity (float32) or bf16 tests, and once in the session's server process.
+ENGINE_KW = {"max_total_tokens": 30000}
+
+
 @pytest.fixture(scope="session")
-def engine_fp32():
-    """The bundled SmolLM2 in float32 with the radix cache; tests must leave it idle."""
-    with radixgen.Engine(dtype="float32", max_total_tokens=30000) as engine:
-        yield engine
+def engine():
+    """The bundled SmolLM2 (dtype auto) with the radix cache; tests must leave it idle."""
+    with radixgen.Engine(**ENGINE_KW) as eng:
+        yield eng
+
+
+def _engine_in(dtype: torch.dtype, shared: radixgen.Engine):
+    if shared.core.runner.dtype == dtype:
+        yield shared
+        return
+    with radixgen.Engine(dtype=str(dtype).removeprefix("torch."), **ENGINE_KW) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="session")
+def engine_fp32(engine):
+    """float32, for exact parity with transformers."""
+    yield from _engine_in(torch.float32, engine)
+
+
+@pytest.fixture(scope="session")
+def engine_bf16(engine):
+    """bfloat16, the dtype of AMX / AVX512-BF16 machines (emulated, slowly, elsewhere)."""
+    yield from _engine_in(torch.bfloat16, engine)
+
+
+API_KEY = "test-key"
+MAX_BODY_BYTES = 256 * 1024
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+    """One real server process for the session (`python -m radixgen.runtime.server`, dtype auto, an
+    API key and a small body limit), used by the server tests and the frontend's HTTP backend."""
+    srv = launch_server(["--max-total-tokens", "20000", "--api-key", API_KEY, "--max-body-bytes", str(MAX_BODY_BYTES)],
+                        tmp_path_factory.mktemp("server") / "server.log", timeout=300)
+    srv.api_key, srv.max_body_bytes = API_KEY, MAX_BODY_BYTES
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +82,16 @@ def tiny_dir(tmp_path_factory, bundled_dir) -> str:
     return str(path)
 
 
+# Fixtures that load the real model: a test using one is `slow` (`make test-fast` leaves it out).
+MODEL_FIXTURES = {"engine", "engine_fp32", "engine_bf16", "server", "backend", "http_backend", "engine_backend"}
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
     skip = pytest.mark.skip(reason="needs CUDA")
     for item in items:
-        if "gpu" in item.keywords:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
 
 

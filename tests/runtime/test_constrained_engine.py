@@ -7,7 +7,6 @@ import re
 import jsonschema
 import pytest
 
-import radixgen
 
 SCHEMA = {"type": "object", "properties": {
     "name": {"type": "string", "maxLength": 20}, "age": {"type": "integer", "minimum": 0},
@@ -15,27 +14,22 @@ SCHEMA = {"type": "object", "properties": {
 ASK = [{"role": "user", "content": "Extract: John is 31 and lives in Paris. Reply in JSON."}]
 
 
-@pytest.fixture(scope="module")
-def engines():
-    with radixgen.Engine(dtype="bfloat16", max_total_tokens=8000) as jf, \
-         radixgen.Engine(dtype="bfloat16", max_total_tokens=8000, enable_jump_forward=False) as plain:
-        yield jf, plain
-
-
-def test_json_schema_output_validates_and_jump_forward_saves_steps(engines):
-    jf, plain = engines
-    outs = {}
-    for name, eng in (("jf", jf), ("plain", plain)):
-        before = eng.get_stats()["forwards"]
-        out = eng.chat(ASK, {"temperature": 0, "max_new_tokens": 64, "json_schema": json.dumps(SCHEMA)})
-        outs[name] = (out, eng.get_stats()["forwards"] - before)
+def test_json_schema_output_validates_and_jump_forward_saves_steps(engine):
+    """A request that asks for logprobs decodes token by token (every token needs its logprob):
+    the same request without jump-forward."""
+    steps = {}
+    for logprobs in (False, True):
+        before = engine.get_stats()["forwards"]
+        out = engine.chat(ASK, {"temperature": 0, "max_new_tokens": 64, "json_schema": json.dumps(SCHEMA)},
+                          return_logprob=logprobs)
+        steps[logprobs] = engine.get_stats()["forwards"] - before
         jsonschema.validate(json.loads(out["text"]), SCHEMA)
         assert out["meta_info"]["finish_reason"]["type"] == "stop"
-    assert outs["jf"][1] < outs["plain"][1], "jump-forward should need fewer model steps"
+    assert steps[False] < steps[True], "jump-forward should need fewer model steps"
 
 
-def test_regex_choices_and_length_limit(engines):
-    jf, _ = engines
+def test_regex_choices_and_length_limit(engine):
+    jf = engine
     out = jf.generate("My phone number is ", {"temperature": 0, "max_new_tokens": 20, "regex": r"\d{3}-\d{4}"})
     assert re.fullmatch(r"\d{3}-\d{4}", out["text"])
     pick = jf.generate("The best fruit is", {"temperature": 0, "choices": ["apple pie", "banana", "cherry"]})
@@ -44,8 +38,8 @@ def test_regex_choices_and_length_limit(engines):
     assert cut["meta_info"]["finish_reason"] == {"type": "length", "length": 3} and len(cut["output_ids"]) == 3
 
 
-def test_refused_spec_alone_raises_in_batch_aborts_only_itself(engines):
-    jf, _ = engines
+def test_refused_spec_alone_raises_in_batch_aborts_only_itself(engine):
+    jf = engine
     with pytest.raises(ValueError, match="regex"):
         jf.generate("x", {"regex": "(unclosed", "max_new_tokens": 4})
     bad_schema = '{"type": "object", "properties": '  # not JSON at all
@@ -60,8 +54,8 @@ def test_refused_spec_alone_raises_in_batch_aborts_only_itself(engines):
     assert s["kv_locked"] == 0 and s["kv_free"] + s["kv_evictable"] == s["kv_capacity"]
 
 
-def test_batch_of_constrained_and_free_requests(engines):
-    jf, _ = engines
+def test_batch_of_constrained_and_free_requests(engine):
+    jf = engine
     params = [{"temperature": 0, "max_new_tokens": 48, "json_schema": SCHEMA} if i % 2 else
               {"temperature": 0, "max_new_tokens": 16} for i in range(8)]
     outs = jf.chat([ASK] * 8, params)
@@ -74,10 +68,10 @@ def test_batch_of_constrained_and_free_requests(engines):
             jsonschema.validate(json.loads(out["text"]), SCHEMA)
 
 
-def test_unique_items_hold_where_the_model_repeats(engines):
+def test_unique_items_hold_where_the_model_repeats(engine):
     """Greedy, this model fills a string array with one tag over and over; under uniqueItems the
     matcher masks every token that would finish a repeat, and the array validates."""
-    jf, _ = engines
+    jf = engine
     ask = [{"role": "user", "content": "Give me tags for a blog post about Python programming, as a JSON array."}]
     schema = {"type": "array", "items": {"type": "string", "maxLength": 20}, "minItems": 5, "maxItems": 8}
     free = json.loads(jf.chat(ask, {"temperature": 0, "max_new_tokens": 80, "json_schema": schema})["text"])

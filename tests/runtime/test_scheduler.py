@@ -37,10 +37,14 @@ def test_200_requests_through_a_small_pool_match_runs_alone(tiny_dir, radix):
         small.check()
     assert stats["retractions"] > 0, "the pool was meant to be too small for all requests at once"
     assert stats["kv_locked"] == 0 and stats["kv_free"] + stats["kv_evictable"] == stats["kv_capacity"]
-    with radixgen.Engine(tiny_dir, dtype="float32", max_total_tokens=4000, disable_radix_cache=True) as big:
-        for p, sp, out in zip(prompts, params, batched):
-            assert len(out["output_ids"]) == sp["max_new_tokens"]
-            _assert_same_or_near_tie(out, big.generate(input_ids=p, sampling_params=sp))
+    # the reference: the same requests with room for all of them at once (no retraction), in one batch
+    with radixgen.Engine(tiny_dir, dtype="float32", max_total_tokens=30000, max_running_requests=256,
+                         disable_radix_cache=True) as big:
+        reference = big.generate(input_ids=prompts, sampling_params=params)
+        assert big.get_stats()["retractions"] == 0
+    for sp, out, ref in zip(params, batched, reference):
+        assert len(out["output_ids"]) == sp["max_new_tokens"]
+        _assert_same_or_near_tie(out, ref)
 
 
 def test_long_prompt_is_chunked_and_matches_unchunked(tiny_dir):

@@ -1,5 +1,5 @@
-"""One real server per test session: `python -m radixgen.runtime.server` on a free loopback port,
-with the bundled model in bf16 and a small KV pool, talked to over HTTP by httpx and `openai`."""
+"""Clients of the session's one real server (the `server` fixture of tests/conftest.py: the bundled
+model, a small KV pool, an API key), talked to over HTTP by httpx and `openai`."""
 from __future__ import annotations
 
 import time
@@ -9,31 +9,21 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_proc import Server, start_server, stop_server
 
-API_KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-MAX_BODY_BYTES = 256 * 1024
+from radixgen.runtime.server.launch import ServerProcess
 
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    srv = start_server(tmp_path_factory.mktemp("server") / "server.log", "--api-key", API_KEY,
-                       "--max-body-bytes", str(MAX_BODY_BYTES))
-    srv.api_key, srv.max_body_bytes = API_KEY, MAX_BODY_BYTES
-    yield srv
-    stop_server(srv)
+AUTH = {"Authorization": "Bearer test-key"}  # the session server's key (tests/conftest.py)
 
 
 @pytest.fixture(scope="session")
-def client(server: Server) -> httpx.Client:
+def client(server: ServerProcess) -> httpx.Client:
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
-def oai(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+def oai(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, max_retries=0, timeout=120)
 
 
 def wait_idle(client: httpx.Client, timeout: float = 30.0) -> dict:

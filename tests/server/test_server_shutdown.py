@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from server_proc import start_server, stop_server
+from radixgen.runtime.server.launch import launch_server
 
 pytestmark = pytest.mark.slow
 GRACE_S = 8
@@ -39,7 +39,7 @@ def start_stream(url: str, max_new_tokens: int) -> tuple[threading.Thread, list]
 
 
 def test_sigterm_is_graceful(tmp_path) -> None:
-    server = start_server(tmp_path / "server.log", "--graceful-timeout-s", str(GRACE_S))
+    server = launch_server(["--max-total-tokens", "20000", "--graceful-timeout-s", str(GRACE_S)], tmp_path / "server.log")
     try:
         long_worker, long_lines = start_stream(server.url, 4000)
         short_worker, short_lines = start_stream(server.url, 12)
@@ -62,4 +62,4 @@ def test_sigterm_is_graceful(tmp_path) -> None:
         log = server.log_path.read_text()
         assert "stream closed early" in log and "engine stopped" in log
     finally:
-        stop_server(server)
+        server.stop()

@@ -1,5 +1,6 @@
-"""The library of programs, written once and run on every backend (in-process Engine, HTTP server)
-and by bench/programs.py. Greedy decoding and short outputs keep them fast on a CPU."""
+"""Example programs in SGLang's language: few-shot, multi-turn chat, fork/join, typed and constrained
+gens, select. Written once; the tests run them on every backend (in-process Engine, HTTP server)
+and bench/programs.py times them. Greedy decoding and short outputs keep them fast on a CPU."""
 from __future__ import annotations
 
 import radixgen.frontend as sgl  # stands in for `import sglang as sgl`: the programs are SGLang's
