@@ -12,6 +12,8 @@ lands in the cache for the next request with the same spec.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import threading
 import time
@@ -69,9 +71,14 @@ def canonical_spec(kind: str, spec: Any) -> Hashable:
                 spec = json.loads(spec)
             except json.JSONDecodeError as e:
                 raise ValueError(f"json_schema is not valid JSON: {e}") from None
+            except RecursionError:
+                raise ValueError("json_schema is nested too deeply to parse") from None
         if not isinstance(spec, (dict, bool)):
             raise ValueError(f"a JSON schema must be an object, got {type(spec).__name__}")
-        return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+        except RecursionError:
+            raise ValueError("json_schema is nested too deeply") from None
     if kind == "choices":
         if isinstance(spec, str) or not all(isinstance(c, str) for c in spec) or not spec:
             raise ValueError("choices must be a non-empty list of strings")
@@ -102,9 +109,9 @@ class GrammarCompiler:
         self._sec_per_char = SEC_PER_REGEX_CHAR
         self._cache: OrderedDict[tuple[str, Hashable], Grammar] = OrderedDict()
         self._pending: dict[tuple[str, Hashable], Future[Grammar]] = {}
-        self._started: dict[tuple[str, Hashable], float] = {}  # when a pending compile began
         self._lock = threading.RLock()  # a done-callback may run at once, inside submit()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
+        self._watchdog = _Watchdog()  # one thread for every deadline (a timer thread each grew without bound)
 
     @property
     def vocab_size(self) -> int:
@@ -139,34 +146,17 @@ class GrammarCompiler:
 
     def _relay(self, key: tuple[str, Hashable], work: "Future[Grammar]",
                out: "Future[Grammar]") -> None:
-        """Complete `out` from `work`, or fail it once `work` has *run* longer than timeout_s
-        (time spent queued behind other compiles does not count)."""
-        def check() -> None:
-            if work.done() or out.done():
-                return
-            started = self._started.get(key)
-            left = self.timeout_s if started is None else self.timeout_s - (time.monotonic() - started)
-            if left > 0:
-                arm(left)
-                return
-            _settle(out, error=ValueError(f"grammar compilation exceeded {self.timeout_s:g} s; "
-                                          "simplify the spec or raise timeout_s"))
-
-        def arm(delay: float) -> None:
-            timer = threading.Timer(delay, check)
-            timer.daemon = True
-            timer.start()
-
+        """Complete `out` from `work`, or fail it `timeout_s` after it was submitted (time spent
+        queued behind other compiles counts: it is time the request waits)."""
         def done(f: "Future[Grammar]") -> None:
             error = ValueError("the grammar compiler was shut down") if f.cancelled() else f.exception()
             _settle(out, result=None if error else f.result(), error=error)
-        arm(self.timeout_s)
+        self._watchdog.watch(time.monotonic() + self.timeout_s, out, self.timeout_s)
         work.add_done_callback(done)
 
     def _finish(self, key: tuple[str, Hashable], work: "Future[Grammar]") -> None:
         with self._lock:
             self._pending.pop(key, None)
-            self._started.pop(key, None)
             if not work.cancelled() and work.exception() is None:
                 self._cache[key] = work.result()
                 self._cache.move_to_end(key)
@@ -174,7 +164,6 @@ class GrammarCompiler:
                     self._cache.popitem(last=False)
 
     def _run(self, key: tuple[str, Hashable]) -> Grammar:
-        self._started[key] = time.monotonic()  # the time limit counts from here
         try:
             return self._compile_uncached(key)
         except ValueError:
@@ -236,6 +225,41 @@ class GrammarCompiler:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._watchdog.stop()
+
+
+class _Watchdog:
+    """Fails futures still pending at their deadline, from one daemon thread started on first use."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Future, float]] = []
+        self._wake = threading.Condition()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def watch(self, deadline: float, fut: Future, limit_s: float) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (deadline, next(self._ids), fut, limit_s))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="grammar-deadlines", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        with self._wake:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].done() or self._heap[0][0] <= now):
+                    _, _, fut, limit_s = heapq.heappop(self._heap)
+                    _settle(fut, error=ValueError(f"grammar compilation exceeded {limit_s:g} s; "
+                                                  "simplify the spec or raise the time limit"))
+                self._wake.wait(None if not self._heap else self._heap[0][0] - now)
 
 
 def _chars(regex: str, calls: dict[int, str | None]) -> int:

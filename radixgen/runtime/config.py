@@ -35,6 +35,7 @@ class EngineConfig:
     grammar_cache_size: int = 128
     grammar_compile_timeout_s: float = 10.0
     skip_warmup: bool = False             # skip building the CPU matmul kernels of every batch shape at start
+    max_queued_requests: int | None = None  # waiting requests beyond this are refused (503); None: no bound
 
     def __post_init__(self) -> None:
         _check_choice("dtype", self.dtype, DTYPES)
@@ -51,6 +52,8 @@ class EngineConfig:
             raise ValueError(f"max_total_tokens must be >= 16, got {self.max_total_tokens}")
         if not 0.0 < self.mem_fraction_static < 0.95:
             raise ValueError(f"mem_fraction_static must be in (0, 0.95), got {self.mem_fraction_static}")
+        if self.max_queued_requests is not None and self.max_queued_requests < 1:
+            raise ValueError(f"max_queued_requests must be >= 1 or None, got {self.max_queued_requests}")
         if self.context_length is not None and self.context_length < 1:
             raise ValueError(f"context_length must be positive, got {self.context_length}")
 

@@ -7,18 +7,22 @@ import itertools
 import logging
 import queue
 import threading
+import time
 import uuid
+import weakref
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from .config import EngineConfig
 from .engine_core import EngineCore
+from .errors import EngineOverloadedError, EngineUnavailableError
 from .outputs import make_output, single_or_raise
-from .request import Req
+from .request import Req, sample_rid
 from .sampling_params import SamplingParams
 
 log = logging.getLogger("radixgen")
 Prompt = str | list[str] | None
 _DONE = object()
+LIVENESS_POLL_S = 0.5  # how often a waiting caller checks that the engine thread is still alive
 
 
 class Engine:
@@ -28,11 +32,14 @@ class Engine:
         self.config = EngineConfig.from_kwargs(model=model, **kwargs)
         self._inbox: queue.Queue = queue.Queue()
         self._stopped = threading.Event()
+        self._dead: str | None = None       # why the engine loop stopped, if it did
+        self.heartbeat = time.monotonic()    # when the loop last went round (health)
         self._ids = itertools.count()
         started: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, args=(started.put,), name="radixgen-engine",
                                         daemon=True)
         self._thread.start()
+        weakref.finalize(self, _stop_thread, self._stopped, self._thread)  # also runs at exit
         core = started.get()
         if isinstance(core, BaseException):
             self._stopped.set()
@@ -53,14 +60,39 @@ class Engine:
             started(exc)
             return
         started(self.core)
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - recorded; every caller then gets a 503
+            self._dead = f"{type(exc).__name__}: {exc}"
+            log.critical("the engine loop stopped", exc_info=True)
+            self._fail_everyone()
+
+    def _run(self) -> None:
         idle = True
         while not self._stopped.is_set():
-            self._drain(block=idle)
+            self.heartbeat = time.monotonic()
             try:
+                self._drain(block=idle)
                 idle = not self.core.step()  # also idle while work waits on a grammar compile
-            except Exception as exc:  # a bug must not kill the server: fail the batch, keep serving
+            except Exception as exc:  # a bug must not kill the server: blame one request, keep serving
                 log.exception("engine step failed")
-                self.core.fail_all(f"internal error: {type(exc).__name__}: {exc}")
+                self.core.recover(f"internal error: {type(exc).__name__}: {exc}")
+                idle = False
+
+    def _fail_everyone(self) -> None:
+        """The loop is gone: answer whatever waits, so no caller blocks (best effort)."""
+        error = EngineUnavailableError(f"the engine stopped: {self._dead}")
+        try:
+            self.core.fail_all(str(error))
+        except BaseException:  # noqa: BLE001 - the callers' own waits time out on a dead thread
+            log.exception("could not end the requests in flight")
+        while True:
+            try:
+                _, _, reply = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if reply is not None:
+                reply(error)
 
     def _drain(self, block: bool) -> None:
         try:
@@ -78,32 +110,60 @@ class Engine:
         kind, payload, reply = item
         try:
             if kind == "add":
-                for req in payload:
-                    self.core.add_request(req)
+                self.core.add_requests(payload)
                 result: Any = None
             elif kind == "abort":
                 result = self.core.abort(payload)
             else:  # "call": run a function on the engine thread
                 result = payload(self.core)
-        except ValueError as exc:
+        except (ValueError, EngineOverloadedError) as exc:
             result = exc
+        except Exception as exc:  # noqa: BLE001 - a bug while handling one message: that caller's error
+            log.exception("engine message %r failed", kind)
+            result = RuntimeError(f"internal error: {type(exc).__name__}: {exc}")
         if reply is not None:
             reply(result)
 
     def _call(self, fn: Callable[[EngineCore], Any]) -> Any:
         done: queue.Queue = queue.Queue()
         self._inbox.put(("call", fn, done.put))
-        result = done.get()
+        result = self._wait(done)
         if isinstance(result, Exception):
             raise result
         return result
+
+    def _check_alive(self) -> None:
+        if self._dead is not None or not self._thread.is_alive():
+            raise EngineUnavailableError(f"the engine is not running ({self._dead or 'shut down'})")
+
+    def _wait(self, box: queue.Queue) -> Any:
+        """box.get(), but raise EngineUnavailableError instead of blocking on a dead engine thread."""
+        while True:
+            try:
+                return box.get(timeout=LIVENESS_POLL_S)
+            except queue.Empty:
+                self._check_alive()
+
+    async def _await(self, box: asyncio.Queue) -> Any:
+        while True:
+            try:
+                return await asyncio.wait_for(box.get(), LIVENESS_POLL_S)
+            except asyncio.TimeoutError:
+                self._check_alive()
+
+    def health(self, stall_s: float) -> str | None:
+        """None while the loop runs and has gone round within `stall_s` seconds; else why not."""
+        if self._dead is not None or not self._thread.is_alive():
+            return f"the engine is not running ({self._dead or 'shut down'})"
+        late = time.monotonic() - self.heartbeat
+        return f"the engine loop has not gone round for {late:.0f} s" if late > stall_s else None
 
     # ---- building requests ----
     def _make_reqs(self, prompt: Prompt, input_ids: Any, sampling_params: Any, stream: bool,
                    sink: Callable[[Req], None], extra: dict[str, Any],
                    rid: str | list[str] | None = None) -> tuple[list[Req], bool]:
-        if self._stopped.is_set():
-            raise ValueError("the engine is shut down")
+        if self._stopped.is_set() or self._dead is not None:
+            raise EngineUnavailableError(f"the engine is not running ({self._dead or 'shut down'})")
         if (prompt is None) == (input_ids is None):
             raise ValueError("give exactly one of prompt and input_ids")
         single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
@@ -126,9 +186,9 @@ class Engine:
             if extra:
                 sp = sp.replace(**extra)
             for j in range(sp.n):
-                one = sp.replace(n=1, seed=None if sp.seed is None else sp.seed + j) if sp.n > 1 else sp
+                one = sp.replace(n=1, seed=None if sp.seed is None else (sp.seed + j) % 2 ** 64) if sp.n > 1 else sp
                 name = given if given is not None else uuid.uuid4().hex[:12]
-                name = f"{name}-{j}" if sp.n > 1 else name
+                name = sample_rid(name, j) if sp.n > 1 else name
                 reqs.append(Req(name if given is not None else f"{name}-{next(self._ids)}", list(ids), one, sink, stream))
         return reqs, single and len(reqs) == 1
 
@@ -136,7 +196,7 @@ class Engine:
         """Queue built requests; raises the first validation error (then none of them runs)."""
         done: queue.Queue = queue.Queue()
         self._inbox.put(("add", reqs, done.put))
-        err = done.get()
+        err = self._wait(done)
         if err is not None:
             for req in reqs:
                 self.abort(req.rid)
@@ -195,14 +255,14 @@ class Engine:
         reqs, out, single = self._start(*args, stream=False)
         index = {r.rid: i for i, r in enumerate(reqs)}
         for _ in reqs:
-            item = out.get()
+            item = self._wait(out)
             yield index[item["meta_info"]["id"]], item, single
 
     def _stream(self, reqs: list[Req], out: queue.Queue) -> Iterator[dict]:
         left = {r.rid for r in reqs}
         try:
             while left:
-                item = out.get()
+                item = self._wait(out)
                 if item["meta_info"]["finish_reason"] is not None:
                     left.discard(item["meta_info"]["id"])
                 yield item
@@ -226,7 +286,7 @@ class Engine:
         results: dict[str, dict] = {}
         try:
             while len(results) < len(reqs):
-                item = await out.get()
+                item = await self._await(out)
                 if item["meta_info"]["finish_reason"] is not None:
                     results[item["meta_info"]["id"]] = item
         finally:  # cancelled (e.g. the HTTP client left): free what is still running
@@ -240,7 +300,7 @@ class Engine:
         left = {r.rid for r in reqs}
         try:
             while left:
-                item = await out.get()
+                item = await self._await(out)
                 if item["meta_info"]["finish_reason"] is not None:
                     left.discard(item["meta_info"]["id"])
                 yield item
@@ -283,6 +343,8 @@ class Engine:
             return
         try:
             self._call(lambda core: core.fail_all("the engine is shutting down"))
+        except EngineUnavailableError:  # the loop had stopped already: nothing to end there
+            pass
         finally:
             self._stopped.set()
             self._thread.join(timeout=10)
@@ -293,6 +355,10 @@ class Engine:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
-    def __del__(self) -> None:
-        if getattr(self, "_thread", None) is not None and not self._stopped.is_set():
-            self._stopped.set()
+
+def _stop_thread(stopped: threading.Event, thread: threading.Thread) -> None:
+    """At garbage collection or interpreter exit: end the loop and wait for it, so the process does
+    not exit (std::terminate) while the engine thread is inside an OpenMP region."""
+    stopped.set()
+    if thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout=10)

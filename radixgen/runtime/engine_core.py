@@ -4,6 +4,8 @@ Not thread-safe: `Engine` drives it from one thread and talks to it through a qu
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import time
 from typing import Any
 
@@ -17,9 +19,14 @@ from .detokenizer import IncrementalDetokenizer
 from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
-from .request import Req
+from .errors import EngineOverloadedError
+from .request import Req, sample_rid
 from .sampler import apply_penalties, gather_logprobs, needs_penalties, sample
 from .scheduler import ScheduledBatch, Scheduler
+
+
+log = logging.getLogger("radixgen")
+MAX_STRIKES = 2  # failed steps a request may be part of before it is taken to be the cause
 
 
 def make_prefix_cache(config: EngineConfig, allocator: PageAllocator) -> PrefixCache:
@@ -44,6 +51,7 @@ class EngineCore:
         self.eos_ids = self._eos_ids()
         self.constraints = Constraints(self.tokenizer, config)
         self.reqs: dict[str, Req] = {}
+        self.batch: ScheduledBatch | None = None   # the step in flight
         self.stats = {"prompt_tokens": 0, "cached_tokens": 0, "generation_tokens": 0, "forwards": 0,
                       "prefill_tokens_computed": 0, "retractions": 0}
 
@@ -55,6 +63,18 @@ class EngineCore:
         return {i for i in ids if i is not None}
 
     # ---- requests in ----
+    def add_requests(self, reqs: list[Req]) -> None:
+        """Queue a call's requests, all or (on the first error, raised) the ones before it; the
+        caller aborts those. Past max_queued_requests none is queued (EngineOverloadedError)."""
+        bound = self.config.max_queued_requests
+        if bound is not None and len(self.scheduler.waiting) + len(reqs) > bound:
+            if len(reqs) > bound:
+                raise ValueError(f"{len(reqs)} requests in one call (prompts x n), over the bound of "
+                                 f"{bound} queued requests")
+            raise EngineOverloadedError(f"the waiting queue is full ({len(self.scheduler.waiting)} of {bound})")
+        for req in reqs:
+            self.add_request(req)
+
     def add_request(self, req: Req) -> None:
         """Validate and queue; raises ValueError (and queues nothing) on bad input."""
         n = len(req.prompt_ids)
@@ -66,6 +86,9 @@ class EngineCore:
         vocab = self.runner.arch.vocab_size
         if min(req.prompt_ids) < 0 or max(req.prompt_ids) >= vocab:
             raise ValueError(f"input_ids must be token ids in [0, {vocab})")
+        for name, ids in (("stop_token_ids", req.params.stop_token_ids), ("logit_bias", req.params.logit_bias)):
+            if ids and max(ids) >= vocab:  # would index past the logits inside a batched step
+                raise ValueError(f"{name} must be token ids in [0, {vocab}); got {max(ids)}")
         if req.rid in self.reqs:
             raise ValueError(f"request id {req.rid!r} is already in flight")
         if req.params.seed is not None:
@@ -81,7 +104,9 @@ class EngineCore:
 
     def abort(self, rid: str, message: str = "aborted by the client") -> None:
         """Abort `rid`, and its samples `rid-0`, `rid-1`, ... when it was sent with n > 1."""
-        for key in [k for k in self.reqs if k == rid or (k.startswith(rid + "-") and k[len(rid) + 1:].isdigit())]:
+        keys = [rid] if rid in self.reqs else list(itertools.takewhile(
+            lambda k: k in self.reqs, (sample_rid(rid, j) for j in itertools.count())))
+        for key in keys:
             req = self.reqs[key]
             if not req.is_finished:
                 self.scheduler.remove(req)
@@ -103,12 +128,30 @@ class EngineCore:
         self.scheduler.rejected.clear()
         if batch is None:
             return False
+        self.batch = batch  # for recover(), should this step raise
         logits = self.runner.forward(batch, self.kv.slots.table)
         self.stats["forwards"] += 1
         if batch.is_prefill:
             self.stats["prefill_tokens_computed"] += sum(batch.extend_lens)
         self._process(batch, logits)
+        self.batch = None
         return True
+
+    def recover(self, message: str) -> None:
+        """After step() raised. Its unfinished requests go back to the waiting queue as suspects, whose
+        prefills then run alone; a request whose step fails alone, or that was in MAX_STRIKES failed
+        steps, is the one at fault and ends with `message`. Everyone else goes on."""
+        batch, self.batch = self.batch, None
+        reqs = [] if batch is None else [r for r in batch.reqs if not r.is_finished]
+        for req in reqs:
+            req.num_failures += 1
+            if len(batch.reqs) == 1 or req.num_failures >= MAX_STRIKES:
+                self.abort(req.rid, message)
+        self.scheduler.requeue([r for r in reqs if not r.is_finished])
+        if batch is None:  # not inside a forward: nothing to blame, nothing half-written
+            return
+        # a failed step may have cached tokens whose KV it never wrote: drop what nobody holds
+        self.kv.cache.evict(self.kv.cache.evictable_size())
 
     def _resolve_grammars(self) -> None:
         for req in [r for r in self.scheduler.waiting if r.grammar_future is not None and r.grammar_future.done()]:
@@ -142,10 +185,15 @@ class EngineCore:
             if want_logprobs:
                 lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
             for j, (req, tok) in enumerate(zip(reqs, tokens.tolist())):
-                if req.params.return_logprob:
-                    req.output_logprobs.append((lps[j], tok))
-                    req.output_top.append(tops[j][: req.params.top_logprobs_num])
-                self._append(req, tok)
+                try:  # grammar, detokenizer, stop strings: a failure here is this request's alone
+                    if req.params.return_logprob:
+                        req.output_logprobs.append((lps[j], tok))
+                        req.output_top.append(tops[j][: req.params.top_logprobs_num])
+                    self._append(req, tok)
+                except Exception as exc:  # noqa: BLE001 - ends this request, with the reason
+                    log.exception("request %s failed after its step", req.rid)
+                    self._finish(req, {"type": "abort", "message": f"internal error: {type(exc).__name__}: {exc}"},
+                                 final_text=req.text)
         for req in batch.reqs:
             if batch.is_prefill and req.kv_len == req.seq_len and req.params.max_new_tokens == 0:
                 self._finish(req, {"type": "length", "length": 0})
@@ -191,8 +239,8 @@ class EngineCore:
             return self._finish(req, {"type": "length", "length": p.max_new_tokens})
         if req.seq_len >= self.context_length:
             return self._finish(req, {"type": "length", "length": len(req.output_ids)})
-        if req.sink is not None and req.stream:
-            req.sink(req)
+        if req.stream:
+            self._notify(req)
 
     def _advance_grammar(self, req: Req, tok: int) -> bool:
         """Move the matcher; jump forward over forced text. True if the request finished."""
@@ -239,8 +287,17 @@ class EngineCore:
             self.reqs.pop(req.rid, None)
             self.stats["cached_tokens"] += req.hit_len
             self.stats["retractions"] += req.num_retractions
-        if req.sink is not None:
+        self._notify(req)
+
+    @staticmethod
+    def _notify(req: Req) -> None:
+        """Hand `req` to its caller's sink; a caller that went away (closed event loop) is its problem."""
+        if req.sink is None:
+            return
+        try:
             req.sink(req)
+        except Exception:  # noqa: BLE001 - never the engine's or the batch's failure
+            log.warning("could not deliver output of %s", req.rid, exc_info=True)
 
     def fail_all(self, message: str) -> None:
         """After an internal error: end every request cleanly and give back their KV."""

@@ -13,6 +13,11 @@ from .sampling_params import SamplingParams
 TokenLogprob = tuple[float | None, int]
 
 
+def sample_rid(rid: str, j: int) -> str:
+    """The id of sample j of a request sent with n > 1 (the one place this naming is written)."""
+    return f"{rid}-{j}"
+
+
 @dataclass(eq=False)
 class Req:
     rid: str
@@ -28,6 +33,7 @@ class Req:
     node: Any = None
     hit_len: int = 0           # cache hit at first admission (meta_info.cached_tokens)
     num_retractions: int = 0
+    num_failures: int = 0      # failed engine steps this request was part of (EngineCore.recover)
     # outputs
     text: str = ""
     finish: dict | None = None

@@ -13,8 +13,12 @@ from .request import Req, TokenLogprob
 
 
 def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[int]]) -> None:
-    """In place: min_new_tokens (stop tokens banned), frequency / presence / repetition penalties."""
+    """In place: logit_bias, min_new_tokens (stop tokens banned), frequency / presence / repetition
+    penalties. Token ids were checked against the vocabulary when each request arrived."""
     for i, req in enumerate(reqs):
+        if req.params.logit_bias:
+            ids, bias = zip(*req.params.logit_bias.items())
+            logits[i, list(ids)] += torch.tensor(bias, dtype=logits.dtype)
         if len(req.output_ids) < req.params.min_new_tokens and stop_ids[i]:
             logits[i, stop_ids[i]] = float("-inf")
     ps = [r.params for r in reqs]
@@ -69,7 +73,7 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
 def needs_penalties(reqs: list[Req]) -> bool:
     """Whether any row gets arithmetic on its logits (penalties) or stop tokens banned
     (min_new_tokens); a grammar's mask alone only writes -inf, which bf16 holds exactly."""
-    return any(len(r.output_ids) < r.params.min_new_tokens or r.params.frequency_penalty
+    return any(len(r.output_ids) < r.params.min_new_tokens or r.params.frequency_penalty or r.params.logit_bias
                or r.params.presence_penalty or r.params.repetition_penalty != 1.0 for r in reqs)
 
 

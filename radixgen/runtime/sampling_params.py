@@ -19,6 +19,9 @@ ALIASES = {
     "top_logprobs": "top_logprobs_num",
 }
 MAX_TOP_LOGPROBS = 20
+MAX_STOP_STRINGS, MAX_STOP_LENGTH = 32, 512   # per request: each stop string is searched every token
+MAX_LOGIT_BIAS = 1024                           # entries per request; each value in [-100, 100] (OpenAI)
+SEED_RANGE = (-(2 ** 63), 2 ** 64)              # what torch.Generator.manual_seed takes
 
 
 @dataclass(init=False)
@@ -46,6 +49,7 @@ class SamplingParams:
     return_logprob: bool = False
     top_logprobs_num: int = 0
     logprob_start_len: int = -1       # >= 0: also return prompt logprobs from this position
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
 
     def __init__(self, **kwargs: Any) -> None:
         names = {f.name: f for f in dataclasses.fields(self)}
@@ -101,6 +105,15 @@ class SamplingParams:
         self.stop, self.stop_token_ids = list(self.stop), list(self.stop_token_ids)
         if self.top_k == 0:
             self.top_k = -1
+        if not isinstance(self.logit_bias, dict):
+            raise ValueError(f"logit_bias must be an object mapping token ids to numbers, got {self.logit_bias!r}")
+        bias: dict[int, float] = {}
+        for key, value in self.logit_bias.items():  # JSON object keys arrive as strings (OpenAI's format)
+            tid = int(key) if isinstance(key, str) and key.lstrip("-").isdigit() else key
+            if not _is_int(tid) or not _is_num(value):
+                raise ValueError(f"logit_bias maps token ids to numbers; got {key!r}: {value!r}")
+            bias[tid] = float(value)
+        self.logit_bias = bias
         if self.top_logprobs_num:
             self.return_logprob = True
 
@@ -136,9 +149,15 @@ class SamplingParams:
         need(_is_num(self.repetition_penalty) and 0 < self.repetition_penalty <= 2,
              f"repetition_penalty must be in (0, 2], got {self.repetition_penalty!r}")
         need(_is_int(self.n) and 1 <= self.n <= 128, f"n must be an integer in [1, 128], got {self.n!r}")
-        need(self.seed is None or _is_int(self.seed), f"seed must be an integer, got {self.seed!r}")
+        need(self.seed is None or (_is_int(self.seed) and SEED_RANGE[0] <= self.seed < SEED_RANGE[1]),
+             f"seed must be an integer in [-2**63, 2**64), got {self.seed!r}")
         need(all(isinstance(s, str) and s for s in self.stop), "stop must be a non-empty string or a list of them")
+        need(len(self.stop) <= MAX_STOP_STRINGS and all(len(s) <= MAX_STOP_LENGTH for s in self.stop),
+             f"stop takes at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_LENGTH} characters each")
         need(all(_is_int(t) and t >= 0 for t in self.stop_token_ids), "stop_token_ids must be token ids (ints >= 0)")
+        need(len(self.stop_token_ids) <= MAX_LOGIT_BIAS, f"stop_token_ids takes at most {MAX_LOGIT_BIAS} ids")
+        need(len(self.logit_bias) <= MAX_LOGIT_BIAS and all(t >= 0 and -100 <= b <= 100 for t, b in self.logit_bias.items()),
+             f"logit_bias takes at most {MAX_LOGIT_BIAS} token ids (>= 0), each with a bias in [-100, 100]")
         need(_is_int(self.top_logprobs_num) and 0 <= self.top_logprobs_num <= MAX_TOP_LOGPROBS,
              f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs_num!r}")
         need(_is_int(self.logprob_start_len) and self.logprob_start_len >= -1,

@@ -84,6 +84,8 @@ class Scheduler:
         for req in candidates:
             if budget <= 0 or len(self.running) + len(picked) >= self.config.max_running_requests:
                 break
+            if req.num_failures and picked:  # in a step that failed: its prefill runs alone (recover)
+                continue
             if req.row is None and not self.kv.admit(req):
                 break
             probe = (req.kv_len, tuple(req.token_ids(req.kv_len, req.kv_len + SHARED_PREFIX_PROBE)))
@@ -104,6 +106,8 @@ class Scheduler:
             picked.append((req, start, n))
             slots.append(new_slots)
             budget -= n
+            if req.num_failures:
+                break
         if not picked:
             return None
         self.chunked = None
@@ -141,6 +145,18 @@ class Scheduler:
         req.num_retractions += 1
         self.waiting.insert(0, req)
         self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
+
+    def requeue(self, reqs: list[Req]) -> None:
+        """After a failed step: back to the front of the waiting queue with their KV released (what
+        they had cached stays cached), to be prefilled again, each alone (see num_failures)."""
+        for req in reversed(reqs):
+            if req in self.running:
+                self.running.remove(req)
+            if self.chunked is req:
+                self.chunked = None
+            self._drop_waiting(req)
+            self.kv.release(req)
+            self.waiting.insert(0, req)
 
     def start_decoding(self, req: Req) -> None:
         """A prefilled request joins the running batch."""

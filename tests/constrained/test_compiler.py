@@ -108,3 +108,15 @@ def test_an_internal_error_fails_only_that_spec(compiler, monkeypatch):
     with pytest.raises(ValueError, match="IndexError"):
         compiler.compile("json_schema", {"type": "integer"})
     assert compiler.compile("regex", "a+").new_matcher().advance(1)  # token 1 is "a"
+
+
+def test_deadlines_take_no_thread_each():
+    """A timer thread per submitted spec once left ~100 threads after 150 schemas (issue 14)."""
+    compiler = GrammarCompiler(VOCAB, timeout_s=30.0)
+    compiler.submit("regex", "deaf").result(timeout=5)
+    before = threading.active_count()
+    futures = [compiler.submit("regex", f"a{i}") for i in range(60)]
+    for f in futures:
+        f.result(timeout=10)
+    assert threading.active_count() <= before + 2, threading.enumerate()
+    compiler.shutdown()

@@ -12,7 +12,8 @@ from radixgen.runtime.server import ServerConfig, parse_args
 def test_defaults_bind_loopback_and_come_from_the_dataclasses() -> None:
     server, engine = parse_args([])
     assert server == ServerConfig() and server.host == "127.0.0.1" and server.api_key is None
-    assert engine == EngineConfig()
+    # the one default the server sets apart from the engine's: a bounded waiting queue
+    assert engine == EngineConfig(max_queued_requests=4 * EngineConfig().max_running_requests)
 
 
 def test_flags_map_onto_the_configs() -> None:
@@ -21,7 +22,8 @@ def test_flags_map_onto_the_configs() -> None:
                                  "--max-running-requests", "8", "--mem-fraction-static", "0.1"])
     assert (server.port, server.api_key) == (1234, "k")
     assert engine == EngineConfig(model="m.gguf", max_total_tokens=5000, dtype="bfloat16",
-                                  disable_radix_cache=True, max_running_requests=8, mem_fraction_static=0.1)
+                                  disable_radix_cache=True, max_running_requests=8, mem_fraction_static=0.1,
+                                  max_queued_requests=32)
     assert ServerConfig(**{**dataclasses.asdict(server)}).public()["api_key"] == "***"
 
 

@@ -95,12 +95,36 @@ def test_auth(server, client: httpx.Client) -> None:
 
 
 def test_unknown_fields_are_ignored(client: httpx.Client) -> None:
-    r = client.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 2, "logit_bias": {"1": 2},
-                                                  "parallel_tool_calls": False, "foo": [1]})
+    r = client.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 2, "parallel_tool_calls": False,
+                                                  "metadata": {"a": "b"}, "best_of": 1, "foo": [1]})
     assert r.status_code == 200
     r = client.post("/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 1, "stop_regex": None},
                                        "lora_path": None, "custom": 1})
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("field, value", [("tools", [{"type": "function", "function": {"name": "f"}}]),
+                                          ("best_of", 3), ("suffix", "x")])
+def test_fields_that_cannot_be_honoured_are_refused(client: httpx.Client, field, value) -> None:
+    """A field that would change the answer is a 400 naming it, never a silent 200."""
+    route, body = (("/v1/completions", {"prompt": "a"}) if field in ("best_of", "suffix") else
+                   ("/v1/chat/completions", {"messages": MSG}))
+    r = client.post(route, json={**body, "max_tokens": 2, field: value})
+    assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
+def test_logit_bias_is_honoured(client: httpx.Client) -> None:
+    """OpenAI's logit_bias (string token ids, -100..100): +100 on one token makes greedy pick it."""
+    tok = 330
+    r = client.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 3, "temperature": 0,
+                                             "logit_bias": {str(tok): 100}})
+    assert r.status_code == 200, r.text
+    ids = client.post("/generate", json={"text": "Hello", "sampling_params": {
+        "max_new_tokens": 3, "temperature": 0, "logit_bias": {str(tok): 100}}}).json()["output_ids"]
+    assert ids == [tok] * 3
+    for bad in ({"49152": 1}, {"1": 101}, {"x": 1}):
+        r = client.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 1, "logit_bias": bad})
+        assert r.status_code == 400 and "logit_bias" in r.json()["error"]["message"], r.text
 
 
 def test_stream_disconnect_aborts(client: httpx.Client, assert_idle, metric) -> None:

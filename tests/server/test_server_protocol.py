@@ -15,9 +15,9 @@ def chat(**fields) -> proto.ChatCompletionRequest:
 
 def test_sampling_fields_pass_through_and_unknown_ones_are_reported() -> None:
     kwargs, ignored = proto.sampling_kwargs(chat(max_tokens=5, temperature=0.5, top_k=3, regex="a+",
-                                                 logit_bias={"1": 1}, model="m", stream=True))
-    assert kwargs == {"max_tokens": 5, "temperature": 0.5, "top_k": 3, "regex": "a+"}
-    assert ignored == ["logit_bias"]
+                                                 logit_bias={"1": 1}, model="m", stream=True, foo=2))
+    assert kwargs == {"max_tokens": 5, "temperature": 0.5, "top_k": 3, "regex": "a+", "logit_bias": {"1": 1}}
+    assert ignored == ["foo"]
 
 
 def test_response_format() -> None:

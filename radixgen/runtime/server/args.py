@@ -17,6 +17,7 @@ from typing import Any
 from radixgen.runtime.config import EngineConfig, add_cli_args, from_cli_args
 
 LOG_FORMATS = ("json", "text")
+QUEUE_PER_RUNNING = 4  # the server's default --max-queued-requests: 4 x --max-running-requests
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -28,6 +29,7 @@ class ServerConfig:
     served_model_name: str | None = None  # the name /v1/models lists; None: the model's directory name
     max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413 before any parsing
     graceful_timeout_s: float = 30.0    # on SIGTERM, in-flight requests get this long, then are aborted
+    health_stall_s: float = 60.0        # /health answers 503 once the engine loop has not gone round this long
     log_level: str = "info"
     log_format: str = "json"            # json: one object per line (structured); text: for humans
 
@@ -36,6 +38,8 @@ class ServerConfig:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         if self.max_body_bytes < 1024:
             raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        if self.health_stall_s <= 0:
+            raise ValueError(f"health_stall_s must be > 0, got {self.health_stall_s}")
         if self.graceful_timeout_s < 0:
             raise ValueError(f"graceful_timeout_s must be >= 0, got {self.graceful_timeout_s}")
         if self.log_format not in LOG_FORMATS:
@@ -100,6 +104,9 @@ def parse_args(argv: list[str], prog: str = "radixgen serve") -> tuple[ServerCon
     ns = parser.parse_args(argv)
     try:
         server = ServerConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(ServerConfig)})
-        return server, from_cli_args(ns)
+        engine = from_cli_args(ns)
+        if engine.max_queued_requests is None:  # a server queue is bounded: past it, 503 + Retry-After
+            engine = dataclasses.replace(engine, max_queued_requests=QUEUE_PER_RUNNING * engine.max_running_requests)
+        return server, engine
     except ValueError as exc:
         parser.error(str(exc))

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from radixgen.runtime.errors import EngineOverloadedError, EngineUnavailableError
+
 log = logging.getLogger("radixgen.server")
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -63,6 +65,16 @@ def install_error_handlers(app: FastAPI) -> None:
         # FastAPI's default is a 422 with its own shape; OpenAI clients expect a 400 in theirs.
         message, param = _describe_validation(exc)
         return error_response(400, message, param)
+
+    @app.exception_handler(EngineOverloadedError)
+    async def _overloaded(request: Request, exc: EngineOverloadedError) -> JSONResponse:
+        response = error_response(503, f"the server is overloaded: {exc}; retry later", code="overloaded")
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
+    @app.exception_handler(EngineUnavailableError)
+    async def _unavailable(request: Request, exc: EngineUnavailableError) -> JSONResponse:
+        return error_response(503, str(exc), code="engine_unavailable")
 
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:

@@ -17,6 +17,7 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from radixgen.runtime.engine import Engine
+from radixgen.runtime.request import sample_rid
 from radixgen.runtime.sampling_params import SamplingParams
 
 from .errors import APIError
@@ -42,8 +43,8 @@ class GenRequest:
     @property
     def expanded_rids(self) -> list[str]:
         """The engine's ids for the requests it makes, in its order: prompt-major, then sample.
-        It names the samples of n > 1 `rid-0`, `rid-1`, ... (runtime/engine.py, `_make_reqs`)."""
-        return [r if p.n == 1 else f"{r}-{j}" for r, p in zip(self.rids, self.params) for j in range(p.n)]
+        The samples of n > 1 are named by request.sample_rid."""
+        return [r if p.n == 1 else sample_rid(r, j) for r, p in zip(self.rids, self.params) for j in range(p.n)]
 
     def engine_kwargs(self, stream: bool) -> dict[str, Any]:
         return dict(prompt=self.prompt, input_ids=self.input_ids, sampling_params=self.params, rid=self.rids,

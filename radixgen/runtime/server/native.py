@@ -132,9 +132,12 @@ async def abort_request(body: AbortRequest, request: Request) -> dict[str, Any]:
 
 
 @router.get("/health")
-async def health() -> Response:
-    """Answers at once, whatever the engine is doing: it never touches the engine."""
-    return Response(status_code=200)
+async def health(request: Request) -> Response:
+    """Answers at once, without waiting for the engine: 200 while its loop runs and goes round,
+    503 once it stopped or has not gone round for --health-stall-s (a load balancer then notices)."""
+    state = get_state(request)
+    problem = state.engine.health(state.config.health_stall_s)
+    return Response(status_code=200) if problem is None else error_response(503, problem, code="engine_unavailable")
 
 
 @router.get("/health_generate")

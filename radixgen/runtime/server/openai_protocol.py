@@ -2,8 +2,9 @@
 
 The models below type OpenAI's fields (a wrong type is a 400 naming the field); value ranges are
 checked once, by SamplingParams. Any body field SamplingParams knows (SGLang's extras such as
-`regex`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`) goes to it; other unknown fields are
-ignored and logged, as clients send many.
+`regex`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`, `logit_bias`) goes to it; OpenAI fields
+that would change the answer but are not supported (UNSUPPORTED_FIELDS) are a 400; other unknown
+fields are ignored and logged, as clients send many (`user`, `metadata`, ...).
 """
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ SAMPLING_NAMES = frozenset(f.name for f in dataclasses.fields(SamplingParams)) |
 PROTOCOL_FIELDS = frozenset({"model", "stream", "stream_options", "prompt", "messages", "echo", "logprobs",
                              "top_logprobs", "response_format"})
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+# OpenAI fields that would change the answer and that this server cannot honour yet: a 400 naming
+# the field, never a 200 that silently differs. The value given is refused unless it is the no-op.
+UNSUPPORTED_FIELDS = {"best_of": lambda v: v in (None, 1), "tools": lambda v: not v,
+                      "tool_choice": lambda v: v in (None, "none"), "functions": lambda v: not v,
+                      "function_call": lambda v: v in (None, "none"), "suffix": lambda v: not v,
+                      "audio": lambda v: v is None, "modalities": lambda v: v in (None, ["text"]),
+                      "prediction": lambda v: v is None}
 
 
 class OpenAIModel(BaseModel):
@@ -74,6 +82,9 @@ class ChatCompletionRequest(CommonRequest):
 def sampling_kwargs(body: CommonRequest) -> tuple[dict[str, Any], list[str]]:
     """-> (keyword arguments for SamplingParams, the unknown fields that were ignored)."""
     given = body.model_dump(exclude_none=True)
+    for name, is_noop in UNSUPPORTED_FIELDS.items():
+        if name in given and not is_noop(given[name]):
+            raise APIError(400, f"{name!r} is not supported by this server", param=name, code="unsupported_field")
     ignored = sorted(k for k in given if k not in SAMPLING_NAMES | PROTOCOL_FIELDS | {"user"})
     kwargs = {k: v for k, v in given.items() if k in SAMPLING_NAMES and k not in PROTOCOL_FIELDS}
     return kwargs, ignored
