@@ -205,6 +205,11 @@ class Engine:
     def abort(self, rid: str) -> None:
         self._inbox.put(("abort", rid, None))
 
+    def abort_waiting(self, message: str) -> None:
+        """End every request still waiting to start with a 503 (`message`); never blocks (it may run
+        inside a signal handler)."""
+        self._inbox.put(("call", lambda core: core.abort_waiting(message), None))
+
     @staticmethod
     def _logprob_args(return_logprob: bool, logprob_start_len: int | None, top_logprobs_num: int | None) -> dict:
         extra: dict[str, Any] = {}

@@ -41,8 +41,14 @@ class EngineCore:
         self.config = config
         self.runner = ModelRunner(config)
         self.tokenizer = self.runner.tokenizer
-        self.context_length = self.runner.context_length
         ps = config.page_size
+        # One request must fit the pool whole: a context longer than the pool (less its padding
+        # page) would admit prompts that can never finish, so it is capped, and the log says so.
+        self.context_length = min(self.runner.context_length, self.runner.num_slots - ps)
+        if self.context_length < self.runner.context_length:
+            log.warning("the KV pool holds %d tokens, fewer than the context length %d: requests are "
+                        "capped at %d tokens (raise max_total_tokens or mem_fraction_static for more)",
+                        self.runner.num_slots - ps, self.runner.context_length, self.context_length)
         allocator = PageAllocator(self.runner.num_slots // ps, ps)
         rows = ReqToSlot(config.max_running_requests + 2, self.context_length + ps, self.runner.device)
         self.kv = KVManager(allocator, rows, make_prefix_cache(config, allocator))
@@ -102,7 +108,15 @@ class EngineCore:
         self.scheduler.waiting.append(req)
         self.stats["prompt_tokens"] += n
 
-    def abort(self, rid: str, message: str = "aborted by the client") -> None:
+    def abort_waiting(self, message: str) -> int:
+        """End every request not yet started (a server going down); -> how many. They are owed a
+        retry elsewhere (status 503), the running ones are left to finish."""
+        waiting = [r for r in self.scheduler.waiting if r.kv_len == 0 and not r.output_ids]
+        for req in waiting:
+            self.abort(req.rid, message, status_code=503)
+        return len(waiting)
+
+    def abort(self, rid: str, message: str = "aborted by the client", status_code: int | None = None) -> None:
         """Abort `rid`, and its samples `rid-0`, `rid-1`, ... when it was sent with n > 1."""
         keys = [rid] if rid in self.reqs else list(itertools.takewhile(
             lambda k: k in self.reqs, (sample_rid(rid, j) for j in itertools.count())))
@@ -110,7 +124,7 @@ class EngineCore:
             req = self.reqs[key]
             if not req.is_finished:
                 self.scheduler.remove(req)
-                req.finish = {"type": "abort", "message": message}
+                req.finish = {"type": "abort", "message": message, **({"status_code": status_code} if status_code else {})}
                 self._emit(req)
 
     @property
@@ -123,7 +137,8 @@ class EngineCore:
         """One forward (or none if idle). Returns whether any work was done."""
         self._resolve_grammars()
         batch = self.scheduler.schedule()
-        for req in self.scheduler.rejected:
+        for req in self.scheduler.rejected:  # their output so far is kept, with the reason
+            self._finish(req, req.finish)
             self._emit(req)
         self.scheduler.rejected.clear()
         if batch is None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .errors import EngineUnavailableError
 from .request import Req
 
 
 def single_or_raise(out: dict) -> dict:
-    """A lone request refused for its input (e.g. an unsupported schema) raises instead of returning
-    an abort; in a batch the abort is that request's output and the others run."""
+    """A lone request refused for its input (e.g. an unsupported schema: ValueError) or turned away
+    (a server going down: EngineUnavailableError) raises instead of returning an abort; in a batch
+    the abort is that request's output and the others run."""
     reason = out["meta_info"]["finish_reason"] or {}
     if reason.get("type") == "abort" and reason.get("status_code") == 400:
         raise ValueError(reason["message"])
+    if reason.get("type") == "abort" and reason.get("status_code") == 503:
+        raise EngineUnavailableError(reason["message"])
     return out
 
 

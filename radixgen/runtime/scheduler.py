@@ -124,8 +124,9 @@ class Scheduler:
         if not self.running:
             return None
         while self.kv.available() < sum(self.kv.pages_needed(r, r.seq_len - r.kv_len) for r in self.running):
-            if len(self.running) == 1:  # alone and still no room: the pool is too small for it
-                self._reject(self.running[0], "out of KV slots while decoding: raise max_total_tokens")
+            if len(self.running) == 1:  # alone and still no room: it ends here, keeping its output
+                self._reject(self.running[0], "out of KV slots while decoding: raise max_total_tokens",
+                             kind="length")
                 return None
             self._retract(min(self.running, key=lambda r: (len(r.output_ids), -len(r.prompt_ids))))
         self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - RATIO_DECAY)
@@ -177,9 +178,10 @@ class Scheduler:
         if req in self.waiting:
             self.waiting.remove(req)
 
-    def _reject(self, req: Req, message: str) -> None:
+    def _reject(self, req: Req, message: str, kind: str = "abort") -> None:
+        """End `req` here: "abort" (nothing to give back) or "length" (cut short, output kept)."""
         self.remove(req)
-        req.finish = {"type": "abort", "message": message}
+        req.finish = {"type": kind, "message": message, **({"length": len(req.output_ids)} if kind == "length" else {})}
         self.rejected.append(req)
 
     def remove(self, req: Req) -> None:

@@ -125,3 +125,15 @@ def test_the_waiting_queue_is_bounded(tiny_dir):
         it.close()  # aborts the four
         assert e.generate("x", GREEDY)["meta_info"]["finish_reason"]["type"] == "length"
         assert_idle_and_sound(e)
+
+
+def test_a_context_longer_than_the_pool_is_capped(tiny_dir):
+    """A pool that cannot hold one full-context request caps the context (and says so in the log),
+    so a request is refused at the door or cut at the cap with its output kept, never lost."""
+    with radixgen.Engine(tiny_dir, dtype="float32", max_total_tokens=100, context_length=256) as e:
+        assert e.core.context_length == 100
+        with pytest.raises(ValueError, match="context length of 100"):
+            e.generate(input_ids=list(range(1, 151)), sampling_params=GREEDY)
+        out = e.generate(input_ids=list(range(1, 91)), sampling_params={**GREEDY, "max_new_tokens": 50})
+        assert out["meta_info"]["finish_reason"]["type"] == "length" and len(out["output_ids"]) == 10
+        assert_idle_and_sound(e)

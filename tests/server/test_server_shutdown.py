@@ -63,3 +63,33 @@ def test_sigterm_is_graceful(tmp_path) -> None:
         assert "stream closed early" in log and "engine stopped" in log
     finally:
         server.stop()
+
+
+def test_sigterm_turns_queued_requests_away_with_503(tiny_dir, tmp_path) -> None:
+    """A request still waiting for the engine when SIGTERM comes is answered 503 at once (a retry
+    elsewhere will serve it), not cut off when the graceful period ends."""
+    server = launch_server(["--model", tiny_dir, "--dtype", "float32", "--max-total-tokens", "8000",
+                            "--context-length", "1024", "--max-running-requests", "1",
+                            "--graceful-timeout-s", str(GRACE_S)], tmp_path / "server.log", timeout=120)
+    try:
+        running_worker, _ = start_stream(server.url, 1000)  # holds the one running slot
+        answer: list = []
+        body = {"text": "queued", "sampling_params": {"max_new_tokens": 4}}
+        queued = threading.Thread(target=lambda: answer.append(
+            httpx.post(server.url + "/generate", json=body, timeout=60)), daemon=True)
+        queued.start()
+        for _ in range(100):
+            if httpx.get(server.url + "/server_info", timeout=5).json()["stats"]["num_waiting"] == 1:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the second request never queued")
+        sent = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        queued.join(30)
+        assert answer and answer[0].status_code == 503, answer and answer[0].text
+        assert time.monotonic() - sent < GRACE_S, "answered only when the graceful period ended"
+        assert "shutting down" in answer[0].json()["error"]["message"]
+        running_worker.join(GRACE_S + 20)
+    finally:
+        server.stop()

@@ -75,7 +75,21 @@ def serve(engine: Engine, config: ServerConfig) -> None:
                                log_level=config.log_level, timeout_graceful_shutdown=config.graceful_timeout_s)
     log.info("serving", extra={"fields": {"url": f"http://{config.host}:{config.port}",
                                           "model": engine.model_path, "auth": config.api_key is not None}})
-    uvicorn.Server(uv_config).run()
+    _Server(uv_config, engine).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM / SIGINT also turns away the requests still waiting in the
+    engine (503: retry on another replica) while the running ones get the graceful period."""
+
+    def __init__(self, config: uvicorn.Config, engine: Engine):
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        if not self.should_exit:
+            self.engine.abort_waiting("the server is shutting down; retry the request")
+        super().handle_exit(sig, frame)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,7 +132,8 @@ def abort_error(meta: dict[str, Any]) -> APIError | None:
     if reason.get("type") != "abort":
         return None
     message = str(reason.get("message", "aborted"))
-    status = 500 if message.startswith("internal error") else 503 if "shutting down" in message else 400
+    status = reason.get("status_code") or (
+        500 if message.startswith("internal error") else 503 if "shutting down" in message else 400)
     return APIError(status, message)
 
 
