@@ -29,6 +29,7 @@ from .json_free import SLOT_REGEX, UNIQUE_REGEX
 from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
+from .sandbox import START_TIMEOUT_S, Sandbox
 from .slot_automaton import SlotAutomaton
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
@@ -96,11 +97,12 @@ class GrammarCompiler:
 
     tokenizer: a transformers tokenizer (or a prebuilt TokenVocab); cache_size: LRU entries;
     timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
-    after `,` and `:`; max_workers: compile threads.
+    after `,` and `:`; max_workers: compile threads; sandbox_memory_mb: compile each spec first in
+    a child process killed at timeout_s and capped at this much memory (sandbox.py), else None.
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
-                 whitespace: str = WHITESPACE, max_workers: int = 2) -> None:
+                 whitespace: str = WHITESPACE, max_workers: int = 2, sandbox_memory_mb: int | None = None) -> None:
         tv = tokenizer if isinstance(tokenizer, TokenVocab) else token_vocab_from_tokenizer(tokenizer)
         self.token_vocab = tv
         self.cache_size = cache_size
@@ -111,7 +113,10 @@ class GrammarCompiler:
         self._pending: dict[tuple[str, Hashable], Future[Grammar]] = {}
         self._lock = threading.RLock()  # a done-callback may run at once, inside submit()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
+        self._deadlines: dict[tuple[str, Hashable], float] = {}
         self._watchdog = _Watchdog()  # one thread for every deadline (a timer thread each grew without bound)
+        # with a memory cap, every spec is first compiled in a child process (see sandbox.py)
+        self._sandbox = None if sandbox_memory_mb is None else Sandbox(tv, whitespace, sandbox_memory_mb, 1, timeout_s)
 
     @property
     def vocab_size(self) -> int:
@@ -138,11 +143,20 @@ class GrammarCompiler:
                 return out
             work = self._pending.get(key)
             if work is None:
+                self._deadlines[key] = self._deadline()  # the first asker's
                 work = self._pool.submit(self._run, key)
                 self._pending[key] = work
                 work.add_done_callback(lambda f, k=key: self._finish(k, f))
         self._relay(key, work, out)
         return out
+
+    def _deadline(self) -> float:
+        """timeout_s from now; from when the sandbox is up if it is still starting (a one-time wait
+        of a few seconds that is not the spec's doing: START_TIMEOUT_S at most)."""
+        start = time.monotonic()
+        if self._sandbox is not None and not self._sandbox.ready.is_set():
+            start += START_TIMEOUT_S
+        return start + self.timeout_s
 
     def _relay(self, key: tuple[str, Hashable], work: "Future[Grammar]",
                out: "Future[Grammar]") -> None:
@@ -151,7 +165,7 @@ class GrammarCompiler:
         def done(f: "Future[Grammar]") -> None:
             error = ValueError("the grammar compiler was shut down") if f.cancelled() else f.exception()
             _settle(out, result=None if error else f.result(), error=error)
-        self._watchdog.watch(time.monotonic() + self.timeout_s, out, self.timeout_s)
+        self._watchdog.watch(self._deadline(), out, self.timeout_s)
         work.add_done_callback(done)
 
     def _finish(self, key: tuple[str, Hashable], work: "Future[Grammar]") -> None:
@@ -164,7 +178,16 @@ class GrammarCompiler:
                     self._cache.popitem(last=False)
 
     def _run(self, key: tuple[str, Hashable]) -> Grammar:
+        deadline = self._deadlines.pop(key, 0.0)
+        if self._sandbox is not None and deadline - time.monotonic() > self.timeout_s:  # asked while starting
+            self._sandbox.ready.wait(START_TIMEOUT_S)
+            deadline = time.monotonic() + self.timeout_s
+        left = max(0.0, deadline - time.monotonic())
         try:
+            if self._sandbox is not None:  # killed at the first asker's deadline, as its future fails
+                grammar = self._sandbox.run(key, left, self.timeout_s)
+                if grammar is not None:
+                    return grammar
             return self._compile_uncached(key)
         except ValueError:
             raise
@@ -226,6 +249,8 @@ class GrammarCompiler:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._watchdog.stop()
+        if self._sandbox is not None:
+            self._sandbox.shutdown()
 
 
 class _Watchdog:

@@ -34,6 +34,11 @@ class Grammar:
         self._has_text: dict[int, bool] = {}
         self._forced: dict[int, bytes] = {}
 
+    def __getstate__(self) -> dict:
+        """Pickled (by the compile sandbox) without the vocabulary, which the receiver re-attaches,
+        and without the row caches, which refill on use."""
+        return {**self.__dict__, "_tv": None, "_rows": {}, "_has_text": {}, "_forced": {}}
+
     @property
     def vocab_size(self) -> int:
         return self._tv.size

@@ -34,6 +34,7 @@ class EngineConfig:
     enable_jump_forward: bool = True
     grammar_cache_size: int = 128
     grammar_compile_timeout_s: float = 10.0
+    grammar_compile_memory_mb: int | None = 2048  # compiles run in a child process capped at this; 0 / None: in-process
     skip_warmup: bool = False             # skip building the CPU matmul kernels of every batch shape at start
     max_queued_requests: int | None = None  # waiting requests beyond this are refused (503); None: no bound
 

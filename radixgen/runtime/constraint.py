@@ -29,8 +29,14 @@ class Constraints:
     def compiler(self) -> GrammarCompiler:
         if self._compiler is None:
             self._compiler = GrammarCompiler(self.tokenizer, self.config.grammar_cache_size,
-                                             self.config.grammar_compile_timeout_s)
+                                             self.config.grammar_compile_timeout_s,
+                                             sandbox_memory_mb=self.config.grammar_compile_memory_mb or None)
         return self._compiler
+
+    def close(self) -> None:
+        """Stop the compiler's threads and sandbox processes (the engine is shutting down)."""
+        if self._compiler is not None:
+            self._compiler.shutdown()
 
     def submit(self, req: Req) -> None:
         kind, spec = req.params.grammar

@@ -66,6 +66,8 @@ class Engine:
             self._dead = f"{type(exc).__name__}: {exc}"
             log.critical("the engine loop stopped", exc_info=True)
             self._fail_everyone()
+        finally:
+            self.core.constraints.close()  # the grammar compiler's threads and child processes
 
     def _run(self) -> None:
         idle = True
