@@ -1,6 +1,7 @@
 """Attention over the paged KV pool and grammar-mask application: Triton kernels (CUDA), a fast
 C++ CPU path, and the plain-torch reference they are all tested against. Each backend is a module
-with the same four functions: write_kv, decode_attention, extend_attention, apply_token_bitmask.
+with the same five functions: write_kv, decode_attention, extend_attention, apply_token_bitmask and
+argmax (the logits ops the sampler needs).
 The element-wise layer ops (layer_ops: residual + RMSNorm, rotary + KV write, SiLU * up) have a
 torch version and a fused CPU one with the same functions."""
 from __future__ import annotations

@@ -15,9 +15,10 @@ import triton
 import triton.language as tl
 
 from .meta import AttnMeta
+from .reference import argmax
 from .triton_mask import apply_token_bitmask
 
-__all__ = ["write_kv", "decode_attention", "extend_attention", "apply_token_bitmask"]
+__all__ = ["write_kv", "decode_attention", "extend_attention", "apply_token_bitmask", "argmax"]
 
 DECODE_BLOCK_N = 64     # keys per step of a decode program
 DECODE_SPLIT_KEYS = 256  # each decode split covers at least this many keys of the longest request

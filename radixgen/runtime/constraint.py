@@ -1,4 +1,5 @@
-"""Grammar constraints inside the engine: compile off the loop, mask logits, advance, jump forward.
+"""Grammar constraints inside the engine: compile off the loop, attach matchers, jump forward (the
+masks are applied by the sampler).
 
 Grammars compile on the compiler's worker threads; a waiting request is not admitted until its
 grammar is ready, so one slow schema never stalls the others. A spec that is refused ends that
@@ -11,8 +12,7 @@ from typing import Any
 
 import torch
 
-from radixgen.constrained import GrammarCompiler, fill_batch_bitmask, make_bitmask
-from radixgen.kernels import cpu as cpu_kernels
+from radixgen.constrained import GrammarCompiler
 
 from .config import EngineConfig
 from .request import Req
@@ -51,16 +51,6 @@ class Constraints:
         except ValueError as exc:
             return f"invalid {req.params.grammar[0]}: {exc}"
         return None
-
-    @staticmethod
-    def apply_masks(logits: torch.Tensor, reqs: list[Req]) -> None:
-        """logits: float32 [B, V]; masks the rows of constrained requests in one tensor operation."""
-        if all(r.grammar is None for r in reqs):
-            return
-        bitmask = make_bitmask(len(reqs), logits.shape[-1])             # int32 [B, ceil(V / 32)]
-        fill_batch_bitmask(bitmask, [r.grammar for r in reqs])           # unconstrained rows stay all-ones
-        # the C++ kernel reads the words in place; constrained's torch version unpacks [B, V] bools
-        cpu_kernels.apply_token_bitmask(logits, bitmask)
 
     def forced_tokens(self, req: Req) -> list[int]:
         """Jump-forward: the tokens of the text the grammar forces from here, already accepted by the

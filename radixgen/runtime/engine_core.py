@@ -21,7 +21,7 @@ from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .errors import EngineOverloadedError
 from .request import Req, sample_rid
-from .sampler import apply_penalties, gather_logprobs, needs_penalties, sample
+from .sampler import Sampler, gather_logprobs
 from .scheduler import ScheduledBatch, Scheduler
 
 
@@ -56,6 +56,7 @@ class EngineCore:
         self.generator = torch.Generator().manual_seed(config.random_seed)
         self.eos_ids = self._eos_ids()
         self.constraints = Constraints(self.tokenizer, config)
+        self.sampler = Sampler(self.runner.backend, self.generator)
         self.reqs: dict[str, Req] = {}
         self.batch: ScheduledBatch | None = None   # the step in flight
         self.stats = {"prompt_tokens": 0, "cached_tokens": 0, "generation_tokens": 0, "forwards": 0,
@@ -185,25 +186,16 @@ class EngineCore:
             reqs = [batch.reqs[i] for i in idx]
             rows = [batch.sample_at[i] for i in idx]
             raw = logits if rows == list(range(len(logits))) else logits[torch.tensor(rows)]
-            want_logprobs = any(r.params.return_logprob for r in reqs)
-            penalties = needs_penalties(reqs)
-            process = penalties or any(r.grammar is not None for r in reqs)
-            if want_logprobs or penalties or not all(r.params.is_greedy for r in reqs):
-                raw = raw.float()  # a greedy batch, masked or not, takes its argmax in the model dtype
-            work = raw
-            if process:  # copy only when raw logits are still needed for logprobs
-                work = raw.clone() if want_logprobs else raw
-                self.constraints.apply_masks(work, reqs)
-                apply_penalties(work, reqs, [self._stop_ids(r) for r in reqs])
-            tokens = sample(work, reqs, self.generator)
-            lps, tops = None, None
-            if want_logprobs:
-                lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
-            for j, (req, tok) in enumerate(zip(reqs, tokens.tolist())):
+            out = self.sampler(raw, reqs, self._stop_ids)
+            for j, (req, tok) in enumerate(zip(reqs, out.tokens)):
+                if j in out.errors:  # its logits could not be sampled: it ends, the batch goes on
+                    self._finish(req, {"type": "abort", "message": f"internal error: {out.errors[j]}"},
+                                 final_text=req.text)
+                    continue
                 try:  # grammar, detokenizer, stop strings: a failure here is this request's alone
                     if req.params.return_logprob:
-                        req.output_logprobs.append((lps[j], tok))
-                        req.output_top.append(tops[j][: req.params.top_logprobs_num])
+                        req.output_logprobs.append((out.logprobs[j], tok))
+                        req.output_top.append(out.top[j][: req.params.top_logprobs_num])
                     self._append(req, tok)
                 except Exception as exc:  # noqa: BLE001 - ends this request, with the reason
                     log.exception("request %s failed after its step", req.rid)

@@ -1,15 +1,83 @@
-"""Batched sampling: penalties, temperature, top-k / top-p / min-p, per-request seeds, logprobs.
+"""The logits path of a step, in one place: grammar masks, logit_bias and penalties, temperature,
+top-k / top-p / min-p, per-request seeds, logprobs (`Sampler`), with the kernels it needs taken
+from the attention backend (argmax, apply_token_bitmask).
 
 All per-request knobs become [B] tensors once per step; the work on [B, V] logits is a handful of
 tensor operations whatever the batch size. Per-row Python runs only for seeded requests' draws.
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable
+
 import torch
 
-from radixgen.kernels import cpu as cpu_kernels
+from radixgen.constrained import fill_batch_bitmask, make_bitmask
+from radixgen.kernels import reference
 
 from .request import Req, TokenLogprob
+
+log = logging.getLogger("radixgen")
+
+
+@dataclass
+class Sampled:
+    tokens: list[int]                                   # the next token of each request
+    logprobs: list[float] | None = None                 # raw-model logprob of each, if any row asked
+    top: list[list[TokenLogprob]] | None = None         # the top alternatives of each, likewise
+    errors: dict[int, str] = field(default_factory=dict)  # row -> why that request could not be sampled
+
+
+class Sampler:
+    """One step's logits -> tokens. A failure is pinned on its request: if the batch raises, each row
+    is redone alone, and the rows that fail alone come back in `errors` (the engine ends those
+    requests with the reason; the others are sampled as usual)."""
+
+    def __init__(self, backend: ModuleType, generator: torch.Generator):
+        self.backend, self.generator = backend, generator
+
+    def __call__(self, logits: torch.Tensor, reqs: list[Req], stop_ids: Callable[[Req], list[int]]) -> Sampled:
+        """logits: [B, V] in the model dtype, one row per request (modified in place)."""
+        try:
+            return self._batch(logits, reqs, stop_ids)
+        except Exception:  # noqa: BLE001 - found per row below
+            log.exception("sampling a batch of %d failed; sampling its rows one by one", len(reqs))
+        parts, errors = [], {}
+        for i, req in enumerate(reqs):
+            try:
+                parts.append(self._batch(logits[i: i + 1], [req], stop_ids))
+            except Exception as exc:  # noqa: BLE001 - this request's alone
+                errors[i] = f"{type(exc).__name__}: {exc}"
+                parts.append(Sampled([-1], [0.0], [[]]))
+        with_lp = any(p.logprobs is not None for p in parts)
+        return Sampled([p.tokens[0] for p in parts],
+                       [(p.logprobs or [0.0])[0] for p in parts] if with_lp else None,
+                       [(p.top or [[]])[0] for p in parts] if with_lp else None, errors)
+
+    def _batch(self, logits: torch.Tensor, reqs: list[Req], stop_ids: Callable[[Req], list[int]]) -> Sampled:
+        want_logprobs = any(r.params.return_logprob for r in reqs)
+        penalties = needs_penalties(reqs)
+        masked = any(r.grammar is not None for r in reqs)
+        raw = logits
+        if want_logprobs or penalties or not all(r.params.is_greedy for r in reqs):
+            raw = raw.float()  # a greedy batch, masked or not, takes its argmax in the model dtype
+        # raw stays whole for logprobs, and `logits` for a per-row retry, except for masks: they
+        # only write -inf, so redoing them is harmless (no copy on the greedy masked path)
+        keep = want_logprobs or (penalties and raw is logits)
+        work = raw.clone() if (masked or penalties) and keep else raw
+        if masked:  # a mask only writes -inf, exact in bf16
+            bitmask = make_bitmask(len(reqs), work.shape[-1])             # int32 [B, ceil(V / 32)]
+            fill_batch_bitmask(bitmask, [r.grammar for r in reqs])         # unconstrained rows stay all-ones
+            self.backend.apply_token_bitmask(work, bitmask)
+        if penalties:
+            apply_penalties(work, reqs, [stop_ids(r) for r in reqs])
+        tokens = sample(work, reqs, self.generator, self.backend.argmax)
+        if not want_logprobs:
+            return Sampled(tokens.tolist())
+        lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
+        return Sampled(tokens.tolist(), lps, tops)
 
 
 def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[int]]) -> None:
@@ -39,9 +107,11 @@ def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[i
             logits[i, seen] = torch.where(vals > 0, vals / rp, vals * rp)
 
 
-def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) -> torch.Tensor:
+def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator,
+           argmax: Callable[[torch.Tensor], torch.Tensor] = reference.argmax) -> torch.Tensor:
     """logits: [B, V] (already masked / penalised; float32 unless every row is greedy) -> int64 [B]
-    next tokens."""
+    next tokens. `argmax`: the backend's (the C++ kernel on a CPU: torch's bf16 max() took ~8 ms of
+    a batch-256 step)."""
     greedy = torch.tensor([r.params.is_greedy for r in reqs])
     if bool(greedy.all()):
         return argmax(logits)
@@ -60,14 +130,6 @@ def sample(logits: torch.Tensor, reqs: list[Req], generator: torch.Generator) ->
             noise[i].exponential_(generator=req.generator)
     sampled = (probs / noise).argmax(-1)
     return torch.where(greedy, argmax(logits), sampled)
-
-
-def argmax(logits: torch.Tensor) -> torch.Tensor:
-    """[B, V] -> [B] first index of each row's maximum: the C++ kernel on a CPU (torch's bf16 max()
-    took ~8 ms of a batch-256 step), else max(), which ran ~2x faster than argmax() here."""
-    if logits.is_cpu:
-        return cpu_kernels.argmax(logits)
-    return logits.max(dim=-1).indices
 
 
 def needs_penalties(reqs: list[Req]) -> bool:

@@ -127,3 +127,22 @@ def test_stream_never_sends_text_a_stop_string_later_trims(tiny):
 def test_bad_stop_type_is_a_value_error():
     with pytest.raises(ValueError, match="stop"):
         SamplingParams(stop=5)
+
+
+def test_sampler_pins_a_failure_on_its_row():
+    """A row whose processing raises (here a logit_bias id past the vocabulary, which the engine
+    refuses at the door) fails alone: the other rows get the tokens they get without it, bias
+    applied once, and the failing row is reported with the reason."""
+    from radixgen.kernels import reference
+    from radixgen.runtime.sampler import Sampler
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50)
+    gap = float(logits[0].max() - logits[0, 7])  # a bias of 0.75 gap keeps the max; applied twice, 7 wins
+    good = [_req(temperature=0, logit_bias={7: 0.75 * gap}), _req(temperature=0, logit_bias={}), _req(temperature=0)]
+    bad = _req(temperature=0, logit_bias={10 ** 6: 1.0})
+    sampler = Sampler(reference, torch.Generator().manual_seed(0))
+    alone = sampler(logits.clone(), good, lambda r: []).tokens
+    out = sampler(torch.cat([logits[:1], logits[1:2], logits[1:2], logits[2:]]).clone(),
+                  [good[0], bad, good[1], good[2]], lambda r: [])
+    assert list(out.errors) == [1] and "IndexError" in out.errors[1]
+    assert [t for i, t in enumerate(out.tokens) if i != 1] == alone and alone[0] != 7
