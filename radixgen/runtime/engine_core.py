@@ -20,7 +20,7 @@ from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .errors import EngineOverloadedError
-from .request import Req, sample_rid
+from .request import Req, abort_reason, sample_rid
 from .sampler import Sampler, gather_logprobs
 from .scheduler import ScheduledBatch, Scheduler
 
@@ -114,10 +114,10 @@ class EngineCore:
         retry elsewhere (status 503), the running ones are left to finish."""
         waiting = [r for r in self.scheduler.waiting if r.kv_len == 0 and not r.output_ids]
         for req in waiting:
-            self.abort(req.rid, message, status_code=503)
+            self.abort(req.rid, message, 503)
         return len(waiting)
 
-    def abort(self, rid: str, message: str = "aborted by the client", status_code: int | None = None) -> None:
+    def abort(self, rid: str, message: str = "aborted by the client", status_code: int = 499) -> None:
         """Abort `rid`, and its samples `rid-0`, `rid-1`, ... when it was sent with n > 1."""
         keys = [rid] if rid in self.reqs else list(itertools.takewhile(
             lambda k: k in self.reqs, (sample_rid(rid, j) for j in itertools.count())))
@@ -125,7 +125,7 @@ class EngineCore:
             req = self.reqs[key]
             if not req.is_finished:
                 self.scheduler.remove(req)
-                req.finish = {"type": "abort", "message": message, **({"status_code": status_code} if status_code else {})}
+                req.finish = abort_reason(message, status_code)
                 self._emit(req)
 
     @property
@@ -162,7 +162,7 @@ class EngineCore:
         for req in reqs:
             req.num_failures += 1
             if len(batch.reqs) == 1 or req.num_failures >= MAX_STRIKES:
-                self.abort(req.rid, message)
+                self.abort(req.rid, message, 500)
         self.scheduler.requeue([r for r in reqs if not r.is_finished])
         if batch is None:  # not inside a forward: nothing to blame, nothing half-written
             return
@@ -174,7 +174,7 @@ class EngineCore:
             error = self.constraints.resolve(req)
             if error is not None:  # this request alone ends; a single-request caller gets a ValueError
                 self.scheduler.remove(req)
-                req.finish = {"type": "abort", "message": error, "status_code": 400}
+                req.finish = abort_reason(error, 400)
                 self._emit(req)
 
     def _process(self, batch: ScheduledBatch, logits: torch.Tensor) -> None:
@@ -189,8 +189,7 @@ class EngineCore:
             out = self.sampler(raw, reqs, self._stop_ids)
             for j, (req, tok) in enumerate(zip(reqs, out.tokens)):
                 if j in out.errors:  # its logits could not be sampled: it ends, the batch goes on
-                    self._finish(req, {"type": "abort", "message": f"internal error: {out.errors[j]}"},
-                                 final_text=req.text)
+                    self._finish(req, abort_reason(f"internal error: {out.errors[j]}", 500), final_text=req.text)
                     continue
                 try:  # grammar, detokenizer, stop strings: a failure here is this request's alone
                     if req.params.return_logprob:
@@ -199,7 +198,7 @@ class EngineCore:
                     self._append(req, tok)
                 except Exception as exc:  # noqa: BLE001 - ends this request, with the reason
                     log.exception("request %s failed after its step", req.rid)
-                    self._finish(req, {"type": "abort", "message": f"internal error: {type(exc).__name__}: {exc}"},
+                    self._finish(req, abort_reason(f"internal error: {type(exc).__name__}: {exc}", 500),
                                  final_text=req.text)
         for req in batch.reqs:
             if batch.is_prefill and req.kv_len == req.seq_len and req.params.max_new_tokens == 0:
@@ -252,7 +251,7 @@ class EngineCore:
     def _advance_grammar(self, req: Req, tok: int) -> bool:
         """Move the matcher; jump forward over forced text. True if the request finished."""
         if not req.grammar.advance(tok):  # only reachable when the mask was bypassed (penalties can't)
-            self._finish(req, {"type": "abort", "message": f"token {tok} violates the grammar"})
+            self._finish(req, abort_reason(f"internal error: token {tok} violates the grammar", 500))
             return True
         if req.grammar.is_finished():  # complete, and nothing may follow: end as if EOS came
             self._finish(req, {"type": "stop", "matched": None})
@@ -306,10 +305,10 @@ class EngineCore:
         except Exception:  # noqa: BLE001 - never the engine's or the batch's failure
             log.warning("could not deliver output of %s", req.rid, exc_info=True)
 
-    def fail_all(self, message: str) -> None:
+    def fail_all(self, message: str, status_code: int = 503) -> None:
         """After an internal error: end every request cleanly and give back their KV."""
         for req in list(self.reqs.values()):
-            self.abort(req.rid, message)
+            self.abort(req.rid, message, status_code)
         self.flush_cache()  # a failed forward may have left unwritten KV behind tokens it inserted
 
     def flush_cache(self) -> bool:

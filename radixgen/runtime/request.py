@@ -13,6 +13,13 @@ from .sampling_params import SamplingParams
 TokenLogprob = tuple[float | None, int]
 
 
+def abort_reason(message: str, status_code: int) -> dict:
+    """An abort's finish_reason (SGLang's dict, the wire format). `status_code` is the HTTP status a
+    server answers with: 400 the request's fault, 499 the client left, 500 ours, 503 retry elsewhere.
+    Servers read it, never the message."""
+    return {"type": "abort", "message": message, "status_code": status_code}
+
+
 def sample_rid(rid: str, j: int) -> str:
     """The id of sample j of a request sent with n > 1 (the one place this naming is written)."""
     return f"{rid}-{j}"

@@ -16,7 +16,7 @@ import torch
 
 from .config import EngineConfig
 from .kv_manager import KVManager
-from .request import Req
+from .request import Req, abort_reason
 
 DECODE_RESERVE_CLIP = 256          # reserve at most this many future tokens per request
 INIT_NEW_TOKEN_RATIO, MIN_NEW_TOKEN_RATIO, RATIO_DECAY = 0.7, 0.1, 0.002
@@ -179,9 +179,11 @@ class Scheduler:
             self.waiting.remove(req)
 
     def _reject(self, req: Req, message: str, kind: str = "abort") -> None:
-        """End `req` here: "abort" (nothing to give back) or "length" (cut short, output kept)."""
+        """End `req` here: "abort" (nothing to give back: the request's fault, 400) or "length" (cut
+        short, output kept)."""
         self.remove(req)
-        req.finish = {"type": kind, "message": message, **({"length": len(req.output_ids)} if kind == "length" else {})}
+        req.finish = abort_reason(message, 400) if kind == "abort" else {
+            "type": "length", "length": len(req.output_ids), "message": message}
         self.rejected.append(req)
 
     def remove(self, req: Req) -> None:

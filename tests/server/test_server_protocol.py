@@ -48,12 +48,13 @@ def test_usage_counts_each_prompt_once() -> None:
 
 
 def test_abort_maps_to_a_status() -> None:
-    def meta(message: str) -> dict:
-        return {"finish_reason": {"type": "abort", "message": message}}
+    """The status comes from the abort's status_code, never from its message text."""
+    from radixgen.runtime.request import abort_reason
     assert proto.abort_error({"finish_reason": {"type": "stop"}}) is None
-    assert proto.abort_error(meta("internal error: boom")).status == 500
-    assert proto.abort_error(meta("the engine is shutting down")).status == 503
-    assert proto.abort_error(meta("the KV pool is too small for this prompt")).status == 400
+    for status in (400, 499, 500, 503):
+        error = proto.abort_error({"finish_reason": abort_reason("the engine is shutting down", status)})
+        assert (error.status, error.message) == (status, "the engine is shutting down")
+    assert proto.abort_error({"finish_reason": {"type": "abort", "message": "?"}}).status == 500
 
 
 def test_completion_logprobs_offsets() -> None:

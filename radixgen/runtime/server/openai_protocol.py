@@ -131,10 +131,7 @@ def abort_error(meta: dict[str, Any]) -> APIError | None:
     reason = meta["finish_reason"] or {}
     if reason.get("type") != "abort":
         return None
-    message = str(reason.get("message", "aborted"))
-    status = reason.get("status_code") or (
-        500 if message.startswith("internal error") else 503 if "shutting down" in message else 400)
-    return APIError(status, message)
+    return APIError(int(reason.get("status_code", 500)), str(reason.get("message", "aborted")))
 
 
 def usage(metas: list[dict[str, Any]], n: int) -> dict[str, Any]:
