@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -55,6 +56,9 @@ JSON_LADDER = (
       for depth in (3, 2, 1, 0)),
 )
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
+MAX_SPEC_CHARS = 65_536    # a user regex, or all choices together
+MAX_REPEAT = 10_000        # the largest {n} / {n,m} count a user regex may use
+MAX_CHOICES = 4_096
 
 
 def canonical_spec(kind: str, spec: Any) -> Hashable:
@@ -65,6 +69,7 @@ def canonical_spec(kind: str, spec: Any) -> Hashable:
     if kind == "regex":
         if not isinstance(spec, str):
             raise ValueError(f"a regex spec must be a str, got {type(spec).__name__}")
+        _check_regex_size(spec)
         return spec
     if kind == "json_schema":
         if isinstance(spec, str):
@@ -83,8 +88,21 @@ def canonical_spec(kind: str, spec: Any) -> Hashable:
     if kind == "choices":
         if isinstance(spec, str) or not all(isinstance(c, str) for c in spec) or not spec:
             raise ValueError("choices must be a non-empty list of strings")
+        if len(spec) > MAX_CHOICES or sum(map(len, spec)) > MAX_SPEC_CHARS:
+            raise ValueError(f"choices take at most {MAX_CHOICES} strings of {MAX_SPEC_CHARS} characters in all")
         return tuple(spec)
     raise ValueError(f"unknown grammar kind {kind!r}; expected one of {KINDS}")
+
+
+def _check_regex_size(regex: str) -> None:
+    """Caps checked before any compile: the regex's length and its counted repetitions ({n} and
+    {n,m} nest multiplicatively in the automaton; the sandbox bounds what gets past these)."""
+    if len(regex) > MAX_SPEC_CHARS:
+        raise ValueError(f"the regex has {len(regex):,} characters, over the limit of {MAX_SPEC_CHARS:,}")
+    pairs = re.findall(r"(?<!\\)\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}", regex)  # (n, m) of {n} / {n,m}
+    counts = [int(n) for pair in pairs for n in pair if n]
+    if counts and max(counts) > MAX_REPEAT:
+        raise ValueError(f"the regex repeats something {max(counts):,} times, over the limit of {MAX_REPEAT:,}")
 
 
 def choices_regex(choices: tuple[str, ...]) -> str:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from radixgen.constrained import GrammarCompiler, UnsupportedSchemaError
+from radixgen.constrained import GrammarCompiler, UnsupportedSchemaError, canonical_spec
 
 from constrained_helpers import tiny_vocab
 
@@ -119,4 +119,16 @@ def test_deadlines_take_no_thread_each():
     for f in futures:
         f.result(timeout=10)
     assert threading.active_count() <= before + 2, threading.enumerate()
+    compiler.shutdown()
+
+
+def test_size_and_repetition_caps_are_checked_before_compiling():
+    compiler = GrammarCompiler(VOCAB)
+    with pytest.raises(ValueError, match="repeats something 20,000 times"):
+        compiler.submit("regex", "a{2,20000}").result(timeout=5)
+    with pytest.raises(ValueError, match="characters, over the limit"):
+        compiler.submit("regex", "a" * 70_000).result(timeout=5)
+    with pytest.raises(ValueError, match="choices take at most"):
+        compiler.submit("choices", ["a"] * 5000).result(timeout=5)
+    assert canonical_spec("regex", r"a{3}\{99999}") == r"a{3}\{99999}"  # an escaped brace counts nothing
     compiler.shutdown()
