@@ -200,10 +200,9 @@ class GrammarCompiler:
         if self._sandbox is not None and deadline - time.monotonic() > self.timeout_s:  # asked while starting
             self._sandbox.ready.wait(START_TIMEOUT_S)
             deadline = time.monotonic() + self.timeout_s
-        left = max(0.0, deadline - time.monotonic())
         try:
             if self._sandbox is not None:  # killed at the first asker's deadline, as its future fails
-                grammar = self._sandbox.run(key, left, self.timeout_s)
+                grammar = self._sandbox.run(key, deadline, self.timeout_s)
                 if grammar is not None:
                     return grammar
             return self._compile_uncached(key)

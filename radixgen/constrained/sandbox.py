@@ -32,8 +32,8 @@ START_TIMEOUT_S = 120.0  # a child imports numpy / torch and unpickles the vocab
 
 
 class Sandbox:
-    """A pool of compile children; `run(key, left_s, limit_s)` -> a Grammar, or None for "fits, build
-    it here" (JSON); raises ValueError naming the limit it broke or the spec's problem."""
+    """A pool of compile children; `run(key, deadline, limit_s)` -> a Grammar, or None for "fits,
+    build it here" (JSON); raises ValueError naming the limit it broke or the spec's problem."""
 
     def __init__(self, tv: TokenVocab, whitespace: str, memory_mb: int, workers: int, timeout_s: float) -> None:
         self.tv, self.memory_mb = tv, memory_mb
@@ -53,11 +53,16 @@ class Sandbox:
             child._restart()
         self.ready.set()
 
-    def run(self, key: Key, left_s: float, limit_s: float) -> Grammar | None:
-        """Compile within `left_s` (what is left of the request's `limit_s`, named in the error)."""
-        child = self._idle.get()
+    def run(self, key: Key, deadline: float, limit_s: float) -> Grammar | None:
+        """Compile by `deadline` (time.monotonic(); the end of the request's `limit_s`, named in the
+        error), waiting for a free child within it."""
         try:
-            kind, payload = child.run(key, left_s, limit_s, self.memory_mb)
+            child = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise ValueError(f"grammar compilation exceeded {limit_s:g} s (waiting for the compiler); "
+                             "simplify the spec or raise grammar_compile_timeout_s") from None
+        try:
+            kind, payload = child.run(key, max(0.0, deadline - time.monotonic()), limit_s, self.memory_mb)
         finally:
             self._idle.put(child)
         if kind == "error":
