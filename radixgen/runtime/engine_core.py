@@ -16,14 +16,13 @@ from radixgen.radix import NoPrefixCache, PrefixCache
 from .config import EngineConfig
 from .constraint import Constraints
 from .detokenizer import IncrementalDetokenizer
+from .errors import EngineOverloadedError
 from .kv_manager import KVManager
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
-from .errors import EngineOverloadedError
 from .request import Req, abort_reason, sample_rid
 from .sampler import Sampler, gather_logprobs
 from .scheduler import ScheduledBatch, Scheduler
-
 
 log = logging.getLogger("radixgen")
 MAX_STRIKES = 2  # failed steps a request may be part of before it is taken to be the cause
