@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from radixgen.runtime.server.launch import launch_server
 
+pytestmark = pytest.mark.slow  # starts a server process or a uvicorn thread of its own
+
 EXAMPLES = 60  # per route; derandomized, so CI runs the same bodies each time
 
 junk = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=8),

@@ -14,6 +14,8 @@ import radixgen
 from radixgen.runtime.server import ServerConfig, create_app
 from radixgen.runtime.server.launch import free_port
 
+pytestmark = pytest.mark.slow  # starts a server process or a uvicorn thread of its own
+
 
 class Fatal(BaseException):
     """What no `except Exception` catches."""

@@ -12,6 +12,8 @@ import pytest
 
 from radixgen.runtime.server.launch import launch_server
 
+pytestmark = pytest.mark.slow  # starts a server process or a uvicorn thread of its own
+
 BURST = 120
 QUEUE = 6
 
