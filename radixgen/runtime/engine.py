@@ -147,6 +147,8 @@ class Engine:
                 self._check_alive()
 
     async def _await(self, box: asyncio.Queue) -> Any:
+        if not box.empty():  # the common case while streaming: no wait_for task per chunk
+            return box.get_nowait()
         while True:
             try:
                 return await asyncio.wait_for(box.get(), LIVENESS_POLL_S)
