@@ -30,7 +30,7 @@ from .json_free import SLOT_REGEX, UNIQUE_REGEX
 from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
-from .sandbox import START_TIMEOUT_S, Sandbox
+from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
 from .slot_automaton import SlotAutomaton
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
@@ -299,8 +299,7 @@ class _Watchdog:
                 now = time.monotonic()
                 while self._heap and (self._heap[0][2].done() or self._heap[0][0] <= now):
                     _, _, fut, limit_s = heapq.heappop(self._heap)
-                    _settle(fut, error=ValueError(f"grammar compilation exceeded {limit_s:g} s; "
-                                                  "simplify the spec or raise the time limit"))
+                    _settle(fut, error=ValueError(too_slow(limit_s)))
                 self._wake.wait(None if not self._heap else self._heap[0][0] - now)
 
 

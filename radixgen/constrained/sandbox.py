@@ -31,6 +31,16 @@ Key = tuple[str, Hashable]
 START_TIMEOUT_S = 120.0  # a child imports numpy / torch and unpickles the vocabulary once
 
 
+def too_slow(limit_s: float, where: str = "") -> str:
+    """The refusal of a compile past its time limit (the sandbox's and the compiler's watchdog's)."""
+    return f"grammar compilation exceeded {limit_s:g} s{where}; simplify the spec or raise grammar_compile_timeout_s"
+
+
+def too_big(memory_mb: int) -> str:
+    return (f"grammar compilation went past the memory cap of {memory_mb} MB; "
+            "simplify the spec or raise grammar_compile_memory_mb")
+
+
 class Sandbox:
     """A pool of compile children; `run(key, deadline, limit_s)` -> a Grammar, or None for "fits,
     build it here" (JSON); raises ValueError naming the limit it broke or the spec's problem."""
@@ -59,8 +69,7 @@ class Sandbox:
         try:
             child = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            raise ValueError(f"grammar compilation exceeded {limit_s:g} s (waiting for the compiler); "
-                             "simplify the spec or raise grammar_compile_timeout_s") from None
+            raise ValueError(too_slow(limit_s, " (waiting for the compiler)")) from None
         try:
             kind, payload = child.run(key, max(0.0, deadline - time.monotonic()), limit_s, self.memory_mb)
         finally:
@@ -137,10 +146,8 @@ class _Child:
             self.stop()  # killed: no work outlives the refusal
             threading.Thread(target=self._restart, daemon=True, name="grammar-sandbox-start").start()
             if died:
-                return "error", (f"grammar compilation went past the memory cap of {memory_mb} MB; "
-                                 "simplify the spec or raise grammar_compile_memory_mb")
-            return "error", (f"grammar compilation exceeded {limit_s:g} s; simplify the spec "
-                             "or raise grammar_compile_timeout_s")
+                return "error", too_big(memory_mb)
+            return "error", too_slow(limit_s)
 
     def stop(self) -> None:
         """Kill the child (idle or mid-compile); the next run starts a new one."""
@@ -196,8 +203,7 @@ def _child_main() -> None:
             grammar = compiler._compile_uncached(key)
             reply: tuple[str, Any] = ("ok", None if key[0] == "json_schema" else pickle.dumps(grammar))
         except MemoryError:
-            reply = ("error", f"grammar compilation went past the memory cap of {memory_mb} MB; "
-                              "simplify the spec or raise grammar_compile_memory_mb")
+            reply = ("error", too_big(memory_mb))
         except ValueError as exc:
             reply = ("error", str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug of ours, met by one spec
