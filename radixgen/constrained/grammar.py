@@ -166,6 +166,6 @@ def compile_regex(regex: str, tv: TokenVocab, marker: bytes | None = None) -> Co
     if marker is not None:
         indexes = _build_indexes(regex, tv, marker)
         return CompiledGrammar(indexes, tv, marker, regex, time.perf_counter() - start)
-    raise ValueError("the regex can produce every ASCII control byte, so the end marker that works "
-                     "around outlines-core 0.2.14's dropped transitions has no room; exclude "
-                     "control characters (e.g. use [^\\x00] instead of .|\\n)")
+    raise ValueError("the regex can produce every ASCII control byte, newline included, so the end "
+                     "marker that works around outlines-core 0.2.14's dropped transitions has no room; "
+                     "exclude one control character (e.g. use [^\\x00] instead of (.|\\n) or [\\s\\S])")

@@ -25,6 +25,17 @@ class GrammarMatcher:
     def __init__(self, grammar: "Grammar") -> None:
         self.grammar = grammar
         self._states: list[int] = [grammar.initial_state]
+        # int32 [W]: tokens that open one of the request's stop strings, allowed wherever the text
+        # so far is complete (see allow_stops); None: the grammar's rows alone
+        self._stop_row: torch.Tensor | None = None
+
+    def allow_stops(self, stop_row: torch.Tensor) -> None:
+        """Where the text so far is complete, also allow the tokens of `stop_row` (those that start
+        with one of the request's stop strings). Such a token ends the request at the stop string,
+        which is trimmed, so the output is the complete text before it: still a match. Without this
+        a model that wants to end `24` with " hours" under `[0-9]+` and stop=" " finds no room and
+        writes digits to max_tokens."""
+        self._stop_row = stop_row
 
     @property
     def state(self) -> int:
@@ -47,7 +58,10 @@ class GrammarMatcher:
     def _row_tensor(self) -> torch.Tensor:
         if self.state == _EOS_TAKEN:
             return self._eos_only()
-        return self.grammar.row_tensor(self.state)
+        row = self.grammar.row_tensor(self.state)
+        if self._stop_row is not None and self.grammar.is_accepting(self.state):
+            row = row | self._stop_row
+        return row
 
     def _eos_only(self) -> torch.Tensor:
         row = torch.zeros((self.grammar.vocab_size + 31) // 32, dtype=torch.int32)

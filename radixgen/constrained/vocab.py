@@ -12,6 +12,7 @@ masks themselves by walking all tokens at once (lazy_grammar.py).
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 from outlines_core import Vocabulary
 
-# Candidate end markers, most preferred first: control bytes JSON text never contains raw.
+# Candidate end markers, most preferred first: control bytes JSON text never contains raw, then
+# tab, CR and newline, last: a regex written with `.` (any character but a newline, SGLang's IPv4
+# example) can produce every other control byte, and newline is then the one byte it cannot.
 MARKERS: tuple[bytes, ...] = tuple(bytes([b]) for b in [*range(0x00, 0x09), 0x0B, 0x0C,
-                                                          *range(0x0E, 0x20), 0x7F])
+                                                          *range(0x0E, 0x20), 0x7F, 0x09, 0x0D, 0x0A])
 _MARKER_BYTES = frozenset(m[0] for m in MARKERS)
 JSON_WS = b" \t\n\r"  # the bytes JSON counts as whitespace
 
@@ -128,6 +131,15 @@ class TokenVocab:
         (the tokens starting with p are one slice, found by bisection)."""
         kept = sorted((p, tid) for tid, p in enumerate(self.matrix.pieces) if p)
         return [p for p, _ in kept], np.array([tid for _, tid in kept], dtype=np.int64)
+
+    def ids_starting_with(self, prefix: bytes) -> np.ndarray:
+        """int64 ids of the real tokens whose bytes start with `prefix` (one bisected slice)."""
+        pieces, ids = self.by_bytes
+        lo = bisect.bisect_left(pieces, prefix)
+        hi = lo
+        while hi < len(pieces) and pieces[hi].startswith(prefix):
+            hi += 1
+        return ids[lo:hi]
 
     @cached_property
     def whitespace_runs(self) -> frozenset[bytes]:

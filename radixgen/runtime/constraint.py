@@ -10,20 +10,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 
 from radixgen.constrained import GrammarCompiler
+from radixgen.constrained.mask import pack_ids
 
 from .config import EngineConfig
 from .request import Req
 
 log = logging.getLogger("radixgen")
+STOP_ROW_CACHE = 64  # stop-string tuples whose token rows are kept
 
 
 class Constraints:
     def __init__(self, tokenizer: Any, config: EngineConfig):
         self.tokenizer, self.config = tokenizer, config
         self._compiler: GrammarCompiler | None = None  # built on first use: the vocabulary scan costs
+        self._stop_rows: dict[tuple[str, ...], torch.Tensor] = {}
 
     @property
     def compiler(self) -> GrammarCompiler:
@@ -50,7 +54,21 @@ class Constraints:
             req.grammar = future.result().new_matcher()
         except ValueError as exc:
             return f"invalid {req.params.grammar[0]}: {exc}"
+        if req.params.stop:
+            req.grammar.allow_stops(self._stop_row(tuple(req.params.stop)))
         return None
+
+    def _stop_row(self, stops: tuple[str, ...]) -> torch.Tensor:
+        """int32 [W] packed row of the tokens that start with one of `stops` (cached per tuple)."""
+        row = self._stop_rows.get(stops)
+        if row is None:
+            tv = self.compiler.token_vocab
+            ids = np.concatenate([tv.ids_starting_with(s.encode()) for s in stops])
+            row = torch.from_numpy(pack_ids(ids, tv.size))
+            if len(self._stop_rows) >= STOP_ROW_CACHE:
+                self._stop_rows.pop(next(iter(self._stop_rows)))
+            self._stop_rows[stops] = row
+        return row
 
     def forced_tokens(self, req: Req) -> list[int]:
         """Jump-forward: the tokens of the text the grammar forces from here, already accepted by the

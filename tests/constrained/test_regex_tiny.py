@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from radixgen.constrained import apply_bitmask, compile_regex, fill_batch_bitmask, make_bitmask
+from radixgen.constrained.mask import pack_ids
 
 from constrained_helpers import TINY_EOS, forced_through, mask_allows, tiny_ids, tiny_vocab
 
@@ -161,3 +162,30 @@ def test_fill_batch_bitmask_matches_per_row_fill():
     first.fill_bitmask(expected, 0)
     second.fill_bitmask(expected, 2)
     assert torch.equal(batch, expected)
+
+
+def test_a_regex_with_dot_uses_newline_as_its_marker():
+    """`.` produces every control byte but a newline (SGLang's IPv4 regex); (.|\\n) produces all."""
+    pieces = ["a", "\x01", "\n", "a\n"]
+    vocab = tiny_vocab(pieces)
+    grammar = compile_regex("a.a", vocab)
+    assert grammar.marker == b"\n"
+    assert forced_through(grammar, tiny_ids(pieces, "a\x01a"))
+    assert not forced_through(grammar, tiny_ids(pieces, "a\na"))
+    with pytest.raises(ValueError, match="every ASCII control byte, newline included"):
+        compile_regex("a(.|\n)a", vocab)
+
+
+def test_stop_opening_tokens_are_allowed_only_where_the_text_is_complete():
+    pieces = ["1", "2", " ", " h", "h"]
+    vocab = tiny_vocab(pieces)
+    matcher = compile_regex("[0-9]+", vocab).new_matcher()
+    stop_row = torch.from_numpy(pack_ids(vocab.ids_starting_with(b" "), vocab.size))
+    matcher.allow_stops(stop_row)
+    space, space_h, h = (pieces.index(p) + 1 for p in (" ", " h", "h"))
+    assert set(vocab.ids_starting_with(b" ").tolist()) == {space, space_h}
+    assert space_h not in matcher.allowed_token_ids()        # "" is not a number yet
+    assert matcher.advance(pieces.index("2") + 1)
+    allowed = set(matcher.allowed_token_ids().tolist())
+    assert {space, space_h} <= allowed and h not in allowed  # "2" is: a stop may open here
+    assert not matcher.advance(space_h)                      # the grammar itself never takes it
