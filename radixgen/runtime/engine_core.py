@@ -18,6 +18,7 @@ from .constraint import Constraints
 from .detokenizer import IncrementalDetokenizer
 from .errors import EngineOverloadedError
 from .kv_manager import KVManager
+from .loop_guard import is_looping
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .request import Req, abort_reason, sample_rid
@@ -242,6 +243,8 @@ class EngineCore:
             return
         if len(req.output_ids) >= p.max_new_tokens:
             return self._finish(req, {"type": "length", "length": p.max_new_tokens})
+        if p.loop_guard and is_looping(req.output_ids, p.loop_guard):
+            return self._finish(req, {"type": "length", "length": len(req.output_ids), "loop": True})
         if req.seq_len >= self.context_length:
             return self._finish(req, {"type": "length", "length": len(req.output_ids)})
         if req.stream:
@@ -249,7 +252,11 @@ class EngineCore:
 
     def _advance_grammar(self, req: Req, tok: int) -> bool:
         """Move the matcher; jump forward over forced text. True if the request finished."""
-        if not req.grammar.advance(tok):  # only reachable when the mask was bypassed (penalties can't)
+        if not req.grammar.advance(tok):
+            # a token that opens a stop string where the text was complete (GrammarMatcher.allow_stops)
+            if req.params.stop and self._match_stop_string(req):
+                return True
+            # otherwise only reachable when the mask was bypassed (penalties can't)
             self._finish(req, abort_reason(f"internal error: token {tok} violates the grammar", 500))
             return True
         if req.grammar.is_finished():  # complete, and nothing may follow: end as if EOS came

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import radixgen
+from radixgen.runtime.loop_guard import is_looping
 from radixgen.runtime.request import Req
 from radixgen.runtime.sampler import _top_k_top_p, apply_penalties, sample
 from radixgen.runtime.sampling_params import SamplingParams
@@ -146,3 +147,26 @@ def test_sampler_pins_a_failure_on_its_row():
                   [good[0], bad, good[1], good[2]], lambda r: [])
     assert list(out.errors) == [1] and "IndexError" in out.errors[1]
     assert [t for i, t in enumerate(out.tokens) if i != 1] == alone and alone[0] != 7
+
+
+def test_is_looping_needs_three_repeats_within_the_window():
+    assert is_looping([1, 2, 3] + [7] * 9, 8)                  # period 1
+    assert is_looping([9] + [4, 5, 6] * 4, 8)                  # period 3 over 8 + 3 tokens
+    assert not is_looping([9] + [4, 5, 6] * 3, 8)              # 9 tokens: one short of window + period
+    assert not is_looping(list(range(40)), 8)
+    assert not is_looping([1, 2, 3, 4, 5] * 2 + [1, 2, 3], 8)  # period 5 > window // 2
+
+
+def test_loop_guard_ends_a_loop_early_and_changes_nothing_before(tiny):
+    """A logit bias makes token 77 win (nearly) every step: unguarded the output runs to
+    max_new_tokens; guarded it ends as soon as the repeat fills the window, with the same tokens."""
+    loop = {"temperature": 0, "ignore_eos": True, "max_new_tokens": 200, "logit_bias": {77: 30.0}}
+    free = _gen(tiny, **loop)
+    assert is_looping(free["output_ids"], 16), "the premise: the unguarded output ends in a cycle"
+    guarded = _gen(tiny, **loop, loop_guard=16)
+    reason = guarded["meta_info"]["finish_reason"]
+    assert reason["type"] == "length" and reason["loop"] is True
+    n = len(guarded["output_ids"])
+    assert n < 200 and guarded["output_ids"] == free["output_ids"][:n]
+    with pytest.raises(ValueError, match="loop_guard must be 0"):
+        SamplingParams(loop_guard=3).validate()
