@@ -8,7 +8,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -16,11 +15,10 @@ from .config import EngineConfig
 from .engine_core import EngineCore
 from .errors import EngineOverloadedError, EngineUnavailableError
 from .outputs import make_output, single_or_raise
-from .request import Req, sample_rid
-from .sampling_params import SamplingParams
+from .request import Req
+from .request_builder import Prompt, build_reqs, logprob_args
 
 log = logging.getLogger("radixgen")
-Prompt = str | list[str] | None
 _DONE = object()
 LIVENESS_POLL_S = 0.5  # how often a waiting caller checks that the engine thread is still alive
 
@@ -168,33 +166,7 @@ class Engine:
                    rid: str | list[str] | None = None) -> tuple[list[Req], bool]:
         if self._stopped.is_set() or self._dead is not None:
             raise EngineUnavailableError(f"the engine is not running ({self._dead or 'shut down'})")
-        if (prompt is None) == (input_ids is None):
-            raise ValueError("give exactly one of prompt and input_ids")
-        single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
-        if single:
-            ids_list = [self.tokenizer.encode(prompt)] if prompt is not None else [list(input_ids)]
-        else:
-            items = prompt if prompt is not None else input_ids
-            if not isinstance(items, list) or not items:
-                raise ValueError("prompt must be a string or a non-empty list of strings (input_ids likewise)")
-            ids_list = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in items]
-        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(ids_list)
-        if len(params) != len(ids_list):
-            raise ValueError(f"got {len(params)} sampling_params for {len(ids_list)} prompts")
-        rids = rid if isinstance(rid, list) else [rid] * len(ids_list)
-        if len(rids) != len(ids_list):
-            raise ValueError(f"got {len(rids)} rids for {len(ids_list)} prompts")
-        reqs = []
-        for ids, sp, given in zip(ids_list, params, rids):
-            sp = SamplingParams.from_any(sp)
-            if extra:
-                sp = sp.replace(**extra)
-            for j in range(sp.n):
-                one = sp.replace(n=1, seed=None if sp.seed is None else (sp.seed + j) % 2 ** 64) if sp.n > 1 else sp
-                name = given if given is not None else uuid.uuid4().hex[:12]
-                name = sample_rid(name, j) if sp.n > 1 else name
-                reqs.append(Req(name if given is not None else f"{name}-{next(self._ids)}", list(ids), one, sink, stream))
-        return reqs, single and len(reqs) == 1
+        return build_reqs(self.tokenizer, prompt, input_ids, sampling_params, stream, sink, extra, rid, self._ids)
 
     def submit(self, reqs: list[Req]) -> None:
         """Queue built requests; raises the first validation error (then none of them runs)."""
@@ -213,17 +185,6 @@ class Engine:
         """End every request still waiting to start with a 503 (`message`); never blocks (it may run
         inside a signal handler)."""
         self._inbox.put(("call", lambda core: core.abort_waiting(message), None))
-
-    @staticmethod
-    def _logprob_args(return_logprob: bool, logprob_start_len: int | None, top_logprobs_num: int | None) -> dict:
-        extra: dict[str, Any] = {}
-        if return_logprob:
-            extra["return_logprob"] = True
-        if logprob_start_len is not None:
-            extra["logprob_start_len"] = logprob_start_len
-        if top_logprobs_num:
-            extra["top_logprobs_num"] = top_logprobs_num
-        return extra
 
     # ---- public API ----
     def generate(self, prompt: Prompt = None, sampling_params: Any = None, input_ids: Any = None,
@@ -254,7 +215,7 @@ class Engine:
                logprob_start_len: int | None, top_logprobs_num: int | None, rid: Any,
                stream: bool) -> tuple[list[Req], queue.Queue, bool]:
         out: queue.Queue = queue.Queue()
-        extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
+        extra = logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
         reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream,
                                        lambda r: out.put(make_output(r, self.tokenizer, stream)), extra, rid)
         self.submit(reqs)
@@ -287,7 +248,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
         sink = lambda r: loop.call_soon_threadsafe(out.put_nowait, make_output(r, self.tokenizer, stream))  # noqa: E731
-        extra = self._logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
+        extra = logprob_args(return_logprob, logprob_start_len, top_logprobs_num)
         reqs, single = self._make_reqs(prompt, input_ids, sampling_params, stream, sink, extra, rid)
         await loop.run_in_executor(None, self.submit, reqs)
         if stream:
