@@ -3,6 +3,7 @@
 in-process Engine and for RuntimeEndpoint alike."""
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from abc import ABC, abstractmethod
 from typing import Any, Iterator
@@ -32,13 +33,27 @@ class Backend(ABC):
     def flush_cache(self) -> bool:
         return False
 
+    def get_server_info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
     def generate(self, text: str, params: SamplingParams) -> tuple[str, dict[str, Any]]:
         out = self._generate([text], [params])[0]
+        _raise_if_aborted(out["meta_info"])
         return out["text"], out["meta_info"]
 
     def generate_stream(self, text: str, params: SamplingParams) -> Iterator[tuple[str, dict[str, Any]]]:
         for out in self._generate_stream(text, params):
+            _raise_if_aborted(out["meta_info"])
             yield out["text"], out["meta_info"]
+
+    def get_model_name(self) -> str:
+        """The served model's path (SGLang's RuntimeEndpoint.get_model_name)."""
+        raise NotImplementedError
+
+    @property
+    def endpoint(self) -> "Backend":
+        """SGLang programs reach the endpoint of a Runtime as `backend.endpoint`: here it is the backend."""
+        return self
 
     def cache_prefix(self, text: str) -> None:
         """Prefill `text` only, so that the requests that follow (forks, a batch) find it in the radix cache."""
@@ -66,6 +81,14 @@ class Backend(ABC):
         return method(choices=choices, normalized_prompt_logprobs=[_mean(c) for c in cond],
                       input_token_logprobs=cond, output_token_logprobs=[m["output_token_logprobs"] for m in outs],
                       unconditional_token_logprobs=uncond)
+
+
+def _raise_if_aborted(meta: dict[str, Any]) -> None:
+    """A request the engine refused or aborted (a bad regex, a context overflow) fails the program
+    with the engine's message, as SGLang's frontend does, instead of reading as empty text."""
+    reason = meta.get("finish_reason") or {}
+    if isinstance(reason, dict) and reason.get("type") == "abort":
+        raise ValueError(f"the request was aborted: {reason.get('message') or 'no reason given'}")
 
 
 def _scoring(start: int) -> SamplingParams:
@@ -112,6 +135,14 @@ class EngineBackend(Backend):
     def flush_cache(self) -> bool:
         return self.engine.flush_cache()
 
+    def get_model_name(self) -> str:
+        return str(self.engine.model_path)
+
+    def get_server_info(self) -> dict[str, Any]:
+        """The engine's config and counters (the server's /server_info without its own settings)."""
+        return {**dataclasses.asdict(self.engine.config), "model_path": self.get_model_name(),
+                "stats": self.engine.get_stats()}
+
 
 # One EngineBackend per Engine: the role template is read once, and the backend dies with its engine.
 _engine_backends: "weakref.WeakKeyDictionary[Engine, EngineBackend]" = weakref.WeakKeyDictionary()
@@ -131,13 +162,15 @@ def as_backend(backend: Backend | Engine | None) -> Backend:
         if backend not in _engine_backends:
             _engine_backends[backend] = EngineBackend(backend)
         return _engine_backends[backend]
+    if isinstance(getattr(backend, "endpoint", None), Backend):  # a Runtime: its endpoint
+        return backend.endpoint
     raise ValueError(f"a backend must be a radixgen.Engine or a RuntimeEndpoint, got {type(backend).__name__}")
 
 
-def set_default_backend(backend: Backend | Engine) -> None:
-    """The backend that programs run on when run() is given none."""
+def set_default_backend(backend: Backend | Engine | None) -> None:
+    """The backend that programs run on when run() is given none (None: no default)."""
     global _default_backend
-    _default_backend = as_backend(backend)
+    _default_backend = None if backend is None else as_backend(backend)
 
 
 def get_default_backend() -> Backend | None:
@@ -147,3 +180,8 @@ def get_default_backend() -> Backend | None:
 def flush_cache(backend: Backend | Engine | None = None) -> bool:
     """Empty the backend's prefix cache (refused, False, while requests are in flight)."""
     return as_backend(backend).flush_cache()
+
+
+def get_server_info(backend: Backend | Engine | None = None) -> dict[str, Any]:
+    """The backend's config and counters (SGLang's sgl.get_server_info)."""
+    return as_backend(backend).get_server_info()

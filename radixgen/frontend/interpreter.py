@@ -17,7 +17,9 @@ from typing import Any, AsyncIterator, Iterator
 from radixgen.runtime.sampling_params import SamplingParams
 
 from .backend import Backend
-from .ir import Expr, ExprList, Gen, RoleBegin, RoleEnd, Select, Text, VarScopeBegin, VarScopeEnd, parts
+from .state_group import ProgramStateGroup
+from .ir import (Expr, ExprList, Gen, RoleBegin, RoleEnd, Select, SeparateReasoning, Text, VarScopeBegin,
+                 VarScopeEnd, parts)
 
 log = logging.getLogger("radixgen.frontend")
 
@@ -92,6 +94,8 @@ class ProgramState:
             self._vars[item.name] = len(self._text)
         elif isinstance(item, VarScopeEnd):
             self._set_result(item.name, self._text[self._vars[item.name]:], None)
+        elif isinstance(item, SeparateReasoning):
+            self._separate_reasoning(item.name)
         else:
             raise TypeError(f"unknown expression {item!r}")
 
@@ -124,6 +128,18 @@ class ProgramState:
                     self._vars[name], self._meta[name] = value, meta
                 self._cond.notify_all()
         self._set_result(name, value, meta)
+
+    def _separate_reasoning(self, name: str) -> None:
+        """Split variable `name` at `</think>`: the reasoning goes to name_reasoning_content, the rest
+        stays the variable and the program's text (as SGLang's interpreter does)."""
+        value = str(self._vars[name])
+        reasoning, answer = split_reasoning(value)
+        with self._cond:
+            if self._text.endswith(value):
+                self._text = self._text[: len(self._text) - len(value)] + answer
+            self._cond.notify_all()
+        self._set_result(name, answer, self._meta.get(name))
+        self._set_result(name + "_reasoning_content", reasoning, None)
 
     def _role_begin(self, role: str) -> None:
         template = self.backend.template
@@ -286,45 +302,13 @@ class ProgramState:
             yield (piece, self._meta.get(var_name)) if return_meta_data else piece
 
 
-class ProgramStateGroup:
-    """The children of `s.fork(n)`: index them, add to all at once, then `join()`."""
-
-    def __init__(self, states: list[ProgramState], parent: ProgramState):
-        self.states, self.parent = states, parent
-
-    def __getitem__(self, i: int) -> ProgramState:
-        return self.states[i]
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def __iter__(self) -> Iterator[ProgramState]:
-        return iter(self.states)
-
-    def __iadd__(self, other: Any) -> "ProgramStateGroup":
-        """An expression for all; a list or a function of the index for each."""
-        for i, state in enumerate(self.states):
-            state += other(i) if callable(other) else other[i] if isinstance(other, (list, tuple)) else other
-        return self
-
-    def join(self, mode: str = "gather_variable") -> None:
-        """gather_variable: each variable the children set becomes a list in the parent.
-        concate_and_append: the children's new text is appended to the parent's."""
-        if mode not in ("gather_variable", "concate_and_append"):
-            raise ValueError(f"join mode must be 'gather_variable' or 'concate_and_append', got {mode!r}")
-        for child in self.states:
-            child.sync()
-        failed = [c._error for c in self.states if c._error is not None and c._error is not self.parent._error]
-        if failed:
-            self.parent._fail(failed[0])
-        if mode == "gather_variable":
-            known = set(self.parent._vars)
-            for child in self.states:
-                for name, value in child._vars.items():
-                    if name not in known:
-                        self.parent._vars.setdefault(name, []).append(value)
-                        self.parent._meta.setdefault(name, []).append(child._meta.get(name))
-        else:
-            self.parent += "".join(c._text[c._fork_start:] for c in self.states)
-        for child in self.states:
-            child._finish()
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(reasoning, answer) of a reasoning model's output: the reasoning ends at `</think>` (its opening
+    tag may be missing: DeepSeek-R1's template opens it in the prompt); without `</think>` the text is
+    all reasoning if it opened with `<think>` (cut short), else all answer."""
+    head, sep, tail = text.partition("</think>")
+    if sep:
+        return head.strip().removeprefix("<think>").strip(), tail.lstrip()
+    if text.lstrip().startswith("<think>"):
+        return text.lstrip().removeprefix("<think>").strip(), ""
+    return "", text

@@ -19,14 +19,15 @@ IGNORED_KEYWORDS = frozenset({"return_text_in_logprobs"})
 SAMPLING_NAMES = (frozenset(f.name for f in fields(SamplingParams)) | set(ALIASES) | IGNORED_KEYWORDS
                   | {"logprobs", "prompt_logprobs"})
 
-# gen(dtype=...) becomes a regex constraint (SGLang's mapping). Numbers also stop at a space or a
-# newline, so that an engine without constrained decoding still ends them where a human would.
-DTYPE_REGEX: dict[str, str] = {
-    "int": r"-?\d+",
-    "float": r"-?\d+(\.\d+)?",
-    "bool": r"(True|False)",
-    "str": r'"[^"\\\n]*"',
-}
+# gen(dtype=...) becomes a regex constraint: SGLang's regexes (sglang/lang/ir.py), which programs
+# also import by these names. Numbers may end in spaces or newlines and also stop at " " or "\n"
+# (DTYPE_STOP): a model that wants to end "24" with a newline can, and the stop trims it; without
+# that room it writes digits until max_tokens.
+REGEX_INT = r"[-+]?[0-9]+[ \n]*"
+REGEX_FLOAT = r"[-+]?[0-9]*\.?[0-9]+[ \n]*"
+REGEX_BOOL = r"(True|False)"
+REGEX_STR = r"\"[\w\d\s]*\""
+DTYPE_REGEX: dict[str, str] = {"int": REGEX_INT, "float": REGEX_FLOAT, "bool": REGEX_BOOL, "str": REGEX_STR}
 DTYPE_STOP: dict[str, list[str]] = {"int": [" ", "\n"], "float": [" ", "\n"]}
 
 
@@ -98,6 +99,11 @@ class RoleBegin(Expr):
 @dataclass(eq=False)
 class RoleEnd(Expr):
     role: str
+
+
+@dataclass(eq=False)
+class SeparateReasoning(Expr):
+    name: str  # the variable whose reasoning moves to name + "_reasoning_content"
 
 
 @dataclass(eq=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import tqdm
@@ -14,6 +14,7 @@ from radixgen.runtime.sampling_params import SamplingParams
 
 from .backend import Backend, Prompt, as_backend
 from .choices import ChoicesDecision, ChoicesSamplingMethod
+from .global_config import global_config
 from .interpreter import ProgramState, StopTrace
 from .ir import SAMPLING_NAMES, sampling_overrides, unknown_keyword_error
 
@@ -53,9 +54,18 @@ class Program:
 
     def run_batch(self, batch_kwargs: list[dict[str, Any]] | list[tuple], *, num_threads: int | str = "auto",
                   progress_bar: bool = False, backend: Backend | Engine | None = None,
-                  **sampling: Any) -> list[ProgramState]:
+                  generator_style: bool = False, **sampling: Any) -> list[ProgramState] | Iterator[ProgramState]:
         """Run once per input set, in parallel threads (the engine batches their requests). A failing
-        program keeps its error in its state's s.error(); the others go on."""
+        program keeps its error in its state's s.error(); the others go on. With generator_style the
+        states come one by one, in input order, each as soon as it (and those before it) finished."""
+        states = self._run_batch(batch_kwargs, num_threads, progress_bar, backend, sampling)
+        if generator_style:
+            return _in_order(states)
+        return [future.result() for future in states]
+
+    def _run_batch(self, batch_kwargs: list[dict[str, Any]] | list[tuple], num_threads: int | str,
+                   progress_bar: bool, backend: Backend | Engine | None,
+                   sampling: dict[str, Any]) -> list["Future[ProgramState]"]:
         if not isinstance(batch_kwargs, (list, tuple)):
             raise ValueError("batch_kwargs must be a list of dicts (or of argument tuples)")
         rows = [dict(kw) if isinstance(kw, dict) else dict(zip(self.arg_names, kw)) for kw in batch_kwargs]
@@ -69,14 +79,18 @@ class Program:
         defaults = SamplingParams(**sampling_overrides(sampling))
         self._precache(rows, chosen)
         workers = min(len(rows), MAX_AUTO_THREADS if num_threads == "auto" else int(num_threads))
-        states = [ProgramState(chosen, defaults) for _ in rows]
-        with ThreadPoolExecutor(max(workers, 1)) as pool, tqdm.tqdm(total=len(rows), disable=not progress_bar) as bar:
-            futures = [pool.submit(self._execute, state, row, True) for state, row in zip(states, rows)]
-            for future in futures:
-                future.add_done_callback(lambda _: bar.update())
-            for future in futures:
-                future.result()
-        return states
+        pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="radixgen-batch")
+        bar = tqdm.tqdm(total=len(rows), disable=not progress_bar)
+
+        def one(row: dict[str, Any]) -> ProgramState:
+            state = ProgramState(chosen, defaults)
+            self._execute(state, row, True)
+            bar.update()
+            return state
+        futures = [pool.submit(one, row) for row in rows]
+        pool.shutdown(wait=False)  # its threads exit once the last program is done
+        futures[-1].add_done_callback(lambda _: bar.close())
+        return futures
 
     def __call__(self, *args: Any, **kwargs: Any) -> ProgramState:
         return self.run(*args, **kwargs)
@@ -104,11 +118,13 @@ class Program:
             state._fail(exc)
         finally:
             state._finish()
+            if global_config.verbosity >= 2:
+                print(state._text)
 
     def _precache(self, rows: list[dict[str, Any]], backend: Backend) -> None:
         """Prefill the text that all programs of the batch start with, once, before they run: started
         together, they would all miss the cache and each compute it."""
-        if len(rows) < 2:
+        if len(rows) < 2 or not global_config.enable_precache_with_tracing:
             return
         prefixes = [p for p in (trace_prefix(self.func, row, backend) for row in rows) if p is not None]
         common = os.path.commonprefix(prefixes) if prefixes else ""
@@ -116,13 +132,19 @@ class Program:
             backend.cache_prefix(common)
 
 
-def function(func: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorator: `@function` or `@function()`. The function's first argument is the state `s`."""
-    if options:
-        raise ValueError(f"@function takes no options here, got {sorted(options)}")
+def function(func: Callable[..., Any] | None = None, num_api_spec_tokens: int | None = None) -> Any:
+    """Decorator: `@function` or `@function(...)`. The function's first argument is the state `s`.
+    `num_api_spec_tokens` (SGLang's speculative execution for OpenAI-style API backends, which
+    cannot continue a partial assistant turn) is accepted and has nothing to do here: our
+    backends generate each gen in place, so a program runs the same with or without it."""
     if func is None:
         return Program
     return Program(func)
+
+
+def _in_order(futures: list["Future[ProgramState]"]) -> Iterator[ProgramState]:
+    for future in futures:
+        yield future.result()
 
 
 class _TraceBackend(Backend):

@@ -63,6 +63,12 @@ class RuntimeEndpoint(Backend):
     def flush_cache(self) -> bool:
         return self._client.post("/flush_cache").status_code == 200
 
+    def get_model_name(self) -> str:
+        return str(self.model_info["model_path"])
+
+    def get_server_info(self) -> dict[str, Any]:
+        return self._check(self._client.get("/server_info")).json()
+
     def close(self) -> None:
         self._client.close()
 

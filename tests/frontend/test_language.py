@@ -10,6 +10,7 @@ import pytest
 import radixgen.frontend as sgl
 from radixgen.frontend.backend import Backend
 from radixgen.frontend.chat_template import RoleTemplate
+from radixgen.frontend.interpreter import split_reasoning
 from radixgen.frontend.program import trace_prefix
 from radixgen.runtime.sampling_params import SamplingParams
 
@@ -86,8 +87,92 @@ def test_dtype_becomes_a_regex(fake):
         s += sgl.gen_int("n", stop="!") + sgl.gen("f", dtype=float) + sgl.gen_string("q") + sgl.gen("b", dtype=bool)
     typed.run(backend=fake)
     regexes = [p.regex for _, p in fake.calls]
-    assert regexes == [r"-?\d+", r"-?\d+(\.\d+)?", r'"[^"\\\n]*"', "(True|False)"]
+    # SGLang's own regexes (sglang/lang/ir.py): numbers may end in spaces/newlines, which stop trims
+    assert regexes == [sgl.ir.REGEX_INT, sgl.ir.REGEX_FLOAT, sgl.ir.REGEX_STR, sgl.ir.REGEX_BOOL]
+    assert sgl.ir.REGEX_INT == r"[-+]?[0-9]+[ \n]*"
     assert fake.calls[0][1].stop == ["!", " ", "\n"]
+
+
+def test_gen_takes_sglangs_positional_arguments(fake):
+    @sgl.function
+    def prog(s):
+        s += sgl.gen("a", 5) + sgl.gen_int("b", 3) + sgl.gen_string("c", 7, stop="x")
+    prog.run(backend=fake)
+    assert [p.max_new_tokens for _, p in fake.calls] == [5, 3, 7]
+    with pytest.raises(ValueError, match="stop_regex is not supported"):
+        sgl.gen("a", stop_regex=r"\d")
+
+
+def test_fork_item_add_in_place_as_sglang_writes_it(fake):
+    @sgl.function
+    def prog(s):
+        s += "Start."
+        forks = s.fork(2)
+        for i in range(2):
+            forks[i] += f" Branch {i}:"  # Python: forks[i] = forks[i].__iadd__(...)
+            forks[i] += sgl.gen("v")
+        forks.join()
+        with pytest.raises(TypeError, match="cannot be replaced"):
+            forks[0] = forks[1]
+    s = prog.run(backend=fake)
+    assert s.error() is None and sorted(p for p, _ in fake.calls[1:]) == ["Start. Branch 0:", "Start. Branch 1:"]
+
+
+class AnswerBackend(FakeBackend):
+    """Answers every request with `answer`, its meta info `meta`."""
+
+    def __init__(self, answer: str, meta: dict[str, Any] | None = None):
+        super().__init__()
+        self.answer, self.meta = answer, meta or {}
+
+    def _generate(self, prompts, params):
+        return [{"text": self.answer, "meta_info": dict(self.meta)} for _ in prompts]
+
+
+def test_separate_reasoning_splits_the_variable_and_the_text():
+    @sgl.function
+    def prog(s):
+        s += "Q:" + sgl.separate_reasoning(sgl.gen("a"), model_type="qwen3") + "|"
+    s = prog.run(backend=AnswerBackend("<think>first, plan</think> Paris"))
+    assert (s["a"], s["a_reasoning_content"], s.text()) == ("Paris", "first, plan", "Q:Paris|")
+    assert split_reasoning("no tags") == ("", "no tags")
+    assert split_reasoning("<think>cut short") == ("cut short", "")
+    assert split_reasoning("R1 opens it in the prompt</think>ok") == ("R1 opens it in the prompt", "ok")
+    with pytest.raises(ValueError, match="named gen"):
+        sgl.separate_reasoning(sgl.gen())
+
+
+def test_an_aborted_request_fails_its_program_with_the_reason():
+    backend = AnswerBackend("", {"finish_reason": {"type": "abort", "message": "bad regex: x"}})
+
+    @sgl.function
+    def prog(s):
+        s += sgl.gen("a", regex="x")
+    states = prog.run_batch([{}], backend=backend)
+    assert isinstance(states[0].error(), ValueError) and "bad regex: x" in str(states[0].error())
+
+
+def test_images_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="text-only"):
+        sgl.image("cat.png")
+    with pytest.raises(ValueError, match="text-only"):
+        sgl.video("cat.mp4", 4)
+
+
+def test_global_config_and_sglang_function_options(fake):
+    sgl.global_config.default_backend = fake
+    try:
+        assert sgl.get_default_backend() is fake and sgl.global_config.default_backend is fake
+
+        @sgl.function(num_api_spec_tokens=64)  # an API-backend option: accepted, nothing to do here
+        def prog(s, x):
+            s += x + sgl.gen("y")
+        states = prog.run_batch([{"x": str(i)} for i in range(5)], generator_style=True)
+        assert not isinstance(states, list)
+        assert [st.text()[0] for st in states] == list("01234")  # input order
+    finally:
+        sgl.set_default_backend(None)
+    assert sgl.global_config.default_backend is None
 
 
 def test_roles_both_syntaxes_and_messages(fake):

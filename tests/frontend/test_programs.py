@@ -60,7 +60,7 @@ def test_typed_gens_parse(backend):
     """Each output is what its constraint allows (a broken constraint fails here, never xfails)."""
     s = P.typed_gens.run(backend=backend, **GREEDY)
     assert s.error() is None
-    assert re.fullmatch(r"-?\d+", s["legs"]) and int(s["legs"]) >= 0
+    assert re.fullmatch(r"[-+]?\d+", s["legs"]) and int(s["legs"]) >= 0
     jsonschema.validate(json.loads(s["person"]), P.PERSON_SCHEMA)
     assert re.fullmatch(P.IP_REGEX, s["ip"]) and ipaddress.ip_address(s["ip"])
 
@@ -125,3 +125,21 @@ def test_shared_preamble_computed_once(backend):
         # the preamble (with the few tokens all questions start with) once, then each program's own part
         assert computed <= preamble + own + 32
         backend.engine.check()
+
+
+@sgl.function
+def sglang_shapes(s):
+    """SGLang's test_decode_int and test_regex, as its test_programs.py writes them."""
+    s += "The number of hours in a day is " + sgl.gen_int("hours") + "\n"
+    s += "Q: What is the IP address of the Google DNS servers?\nA: "
+    s += sgl.gen("ip", regex=r"((25[0-5]|2[0-4]\d|[01]?\d\d?).){3}(25[0-5]|2[0-4]\d|[01]?\d\d?)")
+
+
+def test_sglang_int_ends_and_dot_regex_compiles(backend):
+    """A number may end in a newline (SGLang's REGEX_INT), which the stop trims: the model ends it
+    instead of writing digits to max_tokens. A regex with `.` (which can produce every control byte
+    but a newline) compiles, and the output matches it."""
+    s = sglang_shapes.run(backend=backend, **GREEDY)
+    assert s.error() is None, s.error()
+    assert re.fullmatch(r"[-+]?\d+", s["hours"]) and s.get_meta_info("hours")["finish_reason"]["type"] == "stop"
+    assert re.fullmatch(r"((25[0-5]|2[0-4]\d|[01]?\d\d?).){3}(25[0-5]|2[0-4]\d|[01]?\d\d?)", s["ip"])
