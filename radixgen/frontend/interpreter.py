@@ -18,14 +18,10 @@ from radixgen.runtime.sampling_params import SamplingParams
 
 from .backend import Backend
 from .state_group import ProgramStateGroup
-from .ir import (Expr, ExprList, Gen, RoleBegin, RoleEnd, Select, SeparateReasoning, Text, VarScopeBegin,
-                 VarScopeEnd, parts)
+from .ir import (Expr, ExprList, Gen, RoleBegin, RoleEnd, Select, SeparateReasoning, StopTrace, Text,
+                 VarScopeBegin, VarScopeEnd, parts)
 
 log = logging.getLogger("radixgen.frontend")
-
-
-class StopTrace(Exception):
-    """Raised in tracing mode where the program first needs the model or reads a result."""
 
 
 class ProgramState:
@@ -249,6 +245,15 @@ class ProgramState:
 
     def assistant(self, expr: Any = None) -> Any:
         return self._role_or_scope("assistant", expr)
+
+    @contextmanager
+    def copy(self, position_ids_offset: Any = None) -> Iterator["ProgramState"]:
+        """`with s.copy() as c: c += ...`: a fork of one, joined (its variables gathered) on exit."""
+        group = self.fork(1, position_ids_offset)
+        try:
+            yield group[0]
+        finally:
+            group.join()
 
     def var_scope(self, name: str) -> Any:
         """`with s.var_scope("x"): ...` stores the text added inside as variable x."""

@@ -47,6 +47,10 @@ def unknown_keyword_error(key: str, known: list[str]) -> ValueError:
                       f"parameter" + (f"; did you mean {hint[0]!r}?" if hint else ""))
 
 
+class StopTrace(Exception):
+    """Raised while tracing (program.py) where the program first needs the model or an input."""
+
+
 class Expr:
     """Base of all expressions; `"text" + gen(...)` and `gen(...) + "text"` build an ExprList."""
 
@@ -116,6 +120,18 @@ class VarScopeEnd(Expr):
     name: str
 
 
+class Placeholder:
+    """An input of a program being traced without inputs (Program.cache): any use of it ends the
+    trace, so the traced text is what the program writes before it reads an input."""
+
+    def _stop(self, *args: Any, **kwargs: Any) -> Any:
+        raise StopTrace
+
+    __str__ = __format__ = __add__ = __radd__ = __getitem__ = __iter__ = __len__ = __bool__ = _stop
+    __eq__ = __lt__ = __contains__ = __getattr__ = _stop  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]
+
+
 def parts(x: Any) -> list[Expr]:
     """Flatten what the user adds into a list of expressions; reject what is not text or an expression."""
     if isinstance(x, str):
@@ -124,5 +140,7 @@ def parts(x: Any) -> list[Expr]:
         return list(x.items)
     if isinstance(x, Expr):
         return [x]
+    if isinstance(x, Placeholder):
+        raise StopTrace
     raise TypeError(f"cannot add a {type(x).__name__} to a program: add a str, gen(...), select(...) or a role "
                     f"(convert other values with str())")

@@ -15,8 +15,8 @@ from radixgen.runtime.sampling_params import SamplingParams
 from .backend import Backend, Prompt, as_backend
 from .choices import ChoicesDecision, ChoicesSamplingMethod
 from .global_config import global_config
-from .interpreter import ProgramState, StopTrace
-from .ir import SAMPLING_NAMES, sampling_overrides, unknown_keyword_error
+from .interpreter import ProgramState
+from .ir import SAMPLING_NAMES, Placeholder, StopTrace, sampling_overrides, unknown_keyword_error
 
 # run_batch commits the batch's common prefix to the cache first when it is at least this long:
 # shorter ones cost a request for little reuse.
@@ -91,6 +91,15 @@ class Program:
         pool.shutdown(wait=False)  # its threads exit once the last program is done
         futures[-1].add_done_callback(lambda _: bar.close())
         return futures
+
+    def cache(self, backend: Backend | Engine | None = None) -> None:
+        """Prefill the text this program writes before it first reads an input or calls the model
+        (SGLang's program.cache), so that every later run finds it in the prefix cache."""
+        chosen = as_backend(backend)
+        inputs = {name: self.bind_arguments.get(name, Placeholder()) for name in self.arg_names}
+        prefix = trace_prefix(self.func, inputs, chosen)
+        if prefix and len(prefix) >= MIN_PRECACHE_CHARS:
+            chosen.cache_prefix(prefix)
 
     def __call__(self, *args: Any, **kwargs: Any) -> ProgramState:
         return self.run(*args, **kwargs)

@@ -281,3 +281,26 @@ def test_choice_methods_on_known_logprobs():
                                                      input_token_logprobs=[short, long_],
                                                      unconditional_token_logprobs=uncond, **kw)
     assert picked.decision == "bb"  # (-0.5 + 1.0) / 2 beats -1.0
+
+
+def test_cache_prefills_the_text_before_the_first_input(fake):
+    @sgl.function
+    def qa(s, question, style):
+        s += "You answer questions about geography, in one word, without any punctuation. "
+        s += "Q: " + question + sgl.gen("a")
+    qa.cache(backend=fake)
+    (prompt, params), = fake.calls
+    # "Q: " + question reads the input: the trace ends before that expression is added
+    assert prompt == "You answer questions about geography, in one word, without any punctuation. "
+    assert params.max_new_tokens == 0
+
+
+def test_copy_is_a_fork_of_one_joined_on_exit(fake):
+    @sgl.function
+    def prog(s):
+        s += "Base."
+        with s.copy() as c:
+            c += " more" + sgl.gen("x")
+        s += " After."
+    s = prog.run(backend=fake)
+    assert s.text() == "Base. After." and s["x"] == ["<1>"] and fake.calls[0][0] == "Base. more"
