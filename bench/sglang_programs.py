@@ -32,6 +32,8 @@ import sys
 import time
 import traceback
 import types
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +108,8 @@ def load_programs(mode: str, dtype: str) -> tuple[types.ModuleType, Any]:
 
         install_engine_side_helpers()
         server = launch_server(["--dtype", dtype, "--max-total-tokens", "30000"])
-        sglang.set_default_backend(sglang.RuntimeEndpoint(server.url))
+        # what SGLang's own runner passes: sgl.Runtime, a server process and its `.endpoint`
+        sglang.set_default_backend(types.SimpleNamespace(url=server.url, endpoint=sglang.RuntimeEndpoint(server.url)))
         close = server.stop
     spec = importlib.util.spec_from_file_location("sglang_test_programs", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -114,7 +117,19 @@ def load_programs(mode: str, dtype: str) -> tuple[types.ModuleType, Any]:
     return module, close
 
 
-def run_one(fn: Any) -> dict[str, Any]:
+def run_one(fn: Any, timeout_s: float) -> dict[str, Any]:
+    """`call` in a thread: a program that hangs is reported (its thread is left behind) and the
+    run goes on to the next one."""
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(call, fn)
+    pool.shutdown(wait=False)
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        return {"verdict": "error", "detail": f"no answer within {timeout_s:.0f} s", "seconds": timeout_s}
+
+
+def call(fn: Any) -> dict[str, Any]:
     """Call as SGLang's runner does; on a failed answer check, again without it where possible."""
     start = time.perf_counter()
     checks = "check_answer" in inspect.signature(fn).parameters
@@ -135,7 +150,7 @@ def run_one(fn: Any) -> dict[str, Any]:
     return {"verdict": verdict, "detail": detail, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_mode(mode: str, dtype: str, only: list[str] | None) -> list[dict[str, Any]]:
+def run_mode(mode: str, dtype: str, only: list[str] | None, timeout_s: float) -> list[dict[str, Any]]:
     module, close = load_programs(mode, dtype)
     names = [n for n, f in vars(module).items() if n.startswith("test_") and inspect.isfunction(f)
              and f.__module__ == module.__name__]
@@ -147,7 +162,7 @@ def run_mode(mode: str, dtype: str, only: list[str] | None) -> list[dict[str, An
             if name in NOT_RUNNABLE:
                 row = {"verdict": "not runnable here", "detail": NOT_RUNNABLE[name], "seconds": 0}
             else:
-                row = run_one(getattr(module, name))
+                row = run_one(getattr(module, name), timeout_s)
             rows.append({"mode": mode, "program": name, **row})
             print(f"{mode:<7} {name:<34} {row['verdict']:<18} {row['seconds']:>6}s  {row['detail'][:150]}",
                   flush=True)
@@ -161,18 +176,20 @@ def main() -> None:
     ap.add_argument("--mode", default="both", choices=["both", "inproc", "http"])
     ap.add_argument("--only", default=None, help="comma-separated parts of program names")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds a program may take")
     ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)  # one mode's rows, for main()
     args = ap.parse_args()
     only = args.only.split(",") if args.only else None
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(run_mode(args.mode, args.dtype, only)))
-        return
+        Path(args.json_out).write_text(json.dumps(run_mode(args.mode, args.dtype, only, args.timeout)))
+        os._exit(0)  # a hung program's thread must not keep this process alive
     rows: list[dict[str, Any]] = []
     for mode in (["inproc", "http"] if args.mode == "both" else [args.mode]):
         # each mode in its own process: one binds `sglang` to radixgen, the other imports the real one
         out = RESULTS / f".sglang_programs_{mode}.json"
         RESULTS.mkdir(exist_ok=True)
-        cmd = [sys.executable, __file__, "--mode", mode, "--dtype", args.dtype, "--json-out", str(out)]
+        cmd = [sys.executable, __file__, "--mode", mode, "--dtype", args.dtype, "--json-out", str(out),
+               "--timeout", str(args.timeout)]
         subprocess.run(cmd + (["--only", args.only] if args.only else []), check=True, env=os.environ)
         rows += json.loads(out.read_text())
         out.unlink()

@@ -96,6 +96,14 @@ def test_abort_request_by_rid(client: httpx.Client, assert_idle) -> None:
     assert_idle()
 
 
+def test_concate_and_append_lets_sglangs_parallel_encoding_go_on(client: httpx.Client) -> None:
+    """SGLang's RuntimeEndpoint calls it on join(mode="concate_and_append"); its text is appended by
+    the frontend, so the route answers success and the parent's next request prefills that text."""
+    body = {"src_rids": ["fork-a", "fork-b"], "dst_rid": "parent"}
+    assert client.post("/concate_and_append_request", json=body).json() == {"success": True}
+    assert client.post("/concate_and_append_request", json={"src_rids": "x"}).status_code == 400
+
+
 def test_health_and_info(client: httpx.Client, server) -> None:
     assert httpx.get(server.url + "/health").status_code == 200  # no key needed
     assert client.get("/health_generate").status_code == 200

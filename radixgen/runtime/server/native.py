@@ -131,6 +131,21 @@ async def abort_request(body: AbortRequest, request: Request) -> dict[str, Any]:
     return {"success": True}
 
 
+class ConcateAndAppend(BaseModel):
+    src_rids: list[str]
+    dst_rid: str
+
+
+@router.post("/concate_and_append_request")
+async def concate_and_append(body: ConcateAndAppend) -> dict[str, Any]:
+    """SGLang's frontend calls this on `join(mode="concate_and_append")` to splice the forks' KV
+    into the parent's without recomputing it (parallel encoding); SGLang's own server no longer
+    serves it. The frontend appends the forks' text to the parent itself, so the answer only
+    decides whether its program goes on: it does, and the parent's next request prefills that text
+    (its shared prefix from the radix cache). The splice itself is not done: same text, more prefill."""
+    return {"success": True}
+
+
 @router.get("/health")
 async def health(request: Request) -> Response:
     """Answers at once, without waiting for the engine: 200 while its loop runs and goes round,
