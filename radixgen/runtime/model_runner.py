@@ -19,7 +19,6 @@ from .config import EngineConfig
 from .memory_pool import KVPool
 from .model_loader import load_state_dict, resolve_model_dir
 from .models.llama import ForwardContext, LlamaForCausalLM, ModelArch, rope_cos_sin
-from .models.quant import fbgemm_ok
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger("radixgen")
@@ -48,12 +47,9 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def pick_quantization(name: str, device: torch.device, dtype: torch.dtype) -> str:
-    """auto: int8 on the fp32 CPU path when fbgemm's int8 kernel is there (it measured faster than
-    fp32 at 1 and at 64 rows on an AVX2 CPU, bench/quant.py); none on CUDA and on bf16 CPUs, whose
-    AMX / AVX512-BF16 kernels (kernels/cpu_linear.cpp) were not measured against it."""
-    if name == "auto":
-        return "int8" if device.type == "cpu" and dtype == torch.float32 and fbgemm_ok() else "none"
+def pick_quantization(name: str, device: torch.device) -> str:
+    """The config's quantization, checked against the device. There is no `auto`: on the AVX2 CPU
+    measured (bench/quant.py) no mode was both faster than fp32 and close to it in its outputs."""
     if name != "none" and device.type != "cpu":
         raise ValueError(f"quantization={name!r} runs on the CPU only; use quantization='none' on {device}")
     return name
@@ -73,7 +69,7 @@ class ModelRunner:
         self.config = config
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
-        self.quantization = pick_quantization(config.quantization, self.device, self.dtype)
+        self.quantization = pick_quantization(config.quantization, self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
         self.model_dir = resolve_model_dir(config.model, config.cache_dir)

@@ -1,17 +1,19 @@
 """Weight-quantized linear layers for the CPU path (issue #17): batch-1 decode reads every weight once
 per token, so it is bound by memory, and fewer bytes per weight is the lever (fp32 4, int8 1, int4 0.5).
 
-Kernels, all PyTorch's own (measured on an AVX2-only AMD EPYC Zen 3, one thread, see bench/quant.py
---kernels; us per call, fp32 nn.Linear first):
-  * int8, `fbgemm`: quantized::linear_dynamic over a per-output-channel int8 weight; each call also
-    quantizes the activations to 7 bits (one scale per call, reduce_range: AVX2's u8*s8 pair sums
-    saturate int16 at 8 bits). 1.1-3.9x faster than fp32 at 1 row, 1.6-2.4x at 64 rows.
-  * int8, `int8pack`: torch._weight_int8pack_mm, weight-only (activations stay float). Vectorized
-    only for AVX-512 in this torch build: on AVX2 it ran 4-10x SLOWER than fp32 at 1 row and ~40x
-    at 64 rows, so it is the pick only where fbgemm is missing.
-  * int4, `int4pack`: torch._weight_int4pack_mm_for_cpu, group-wise asymmetric 4-bit, weight-only,
-    dequantizing as (q - 8) * scale + zero. Also scalar on AVX2 (8-20x slower than fp32 at 1 row):
-    on such a CPU int4 saves memory, not time.
+Modes and their kernels, all PyTorch's own (measured on an AVX2-only AMD EPYC Zen 3, one thread,
+bench/quant.py --kernels; teacher-forced top-1 agreement with fp32 on the bundled SmolLM2, 64
+greedy tokens of 2 prompts, where fp32 against itself gave 0.98):
+  * int8, `int8pack`: torch._weight_int8pack_mm, weight-only (per-output-channel scales, activations
+    stay float): agreement 0.93. Vectorized only for AVX-512 in this torch build: on AVX2 it ran
+    4-10x SLOWER than fp32 at 1 row and ~40x at 64 rows.
+  * int4, `int4pack`: torch._weight_int4pack_mm_for_cpu, group-wise (32) asymmetric 4-bit, weight-
+    only, dequantizing as (q - 8) * scale + zero; holds a Q4_1 GGUF's blocks exactly. Also scalar
+    on AVX2 (8-20x slower than fp32 at 1 row): on such a CPU int4 saves memory, not time.
+  * int8-dynamic, `fbgemm`: quantized::linear_dynamic over the same int8 weight; each call also
+    quantizes the activations to 7 bits with one scale per call (reduce_range: AVX2's u8*s8 pair
+    sums saturate int16 at 8 bits). Vectorized on AVX2: 1.1-3.9x faster than fp32 at 1 row, 1.6-2.4x
+    at 64, but lossy: agreement 0.48 (0.83 with it on the LM head alone). Opt-in only.
   * `dequant`: the fallback where an op is missing or refuses a shape: the weight dequantized back to
     float at load, a plain F.linear (the numerics of the quantized weight, the speed of fp32).
 """
@@ -91,20 +93,22 @@ class QuantLinear(nn.Module):
 
     def _default_kernel(self) -> str:
         if self.mode == "int8":
+            return "int8pack"
+        if self.mode == "int8-dynamic":
             return "fbgemm" if fbgemm_ok() else "int8pack"
         if self.mode == "int4":
             return "int4pack"
-        raise ValueError(f"quantization mode must be int8 or int4, got {self.mode!r}")
+        raise ValueError(f"quantization mode must be int8, int4 or int8-dynamic, got {self.mode!r}")
 
     def _build(self, weight: torch.Tensor) -> None:
         self.packed: object | None = None
         self.q: torch.Tensor | None = None
         self.scales: torch.Tensor | None = None
         self.dense: torch.Tensor | None = None
-        if self.mode == "int8":
-            q, scale = quantize_int8(weight)
-        else:
+        if self.mode == "int4":
             q, scale = quantize_int4(weight)
+        else:
+            q, scale = quantize_int8(weight)
         if self.kernel == "fbgemm":
             with warnings.catch_warnings():  # quantized tensors are deprecated in torch 2.13, still work
                 warnings.simplefilter("ignore")
@@ -119,7 +123,7 @@ class QuantLinear(nn.Module):
             self.scales = scale
             torch._weight_int4pack_mm_for_cpu(torch.zeros(1, self.in_features), self.q, INT4_GROUP, scale)
         elif self.kernel == "dequant":
-            self.dense = (q.float() * scale[:, None] if self.mode == "int8" else dequantize_int4(q, scale))
+            self.dense = (dequantize_int4(q, scale) if self.mode == "int4" else q.float() * scale[:, None])
         else:
             raise ValueError(f"unknown quantized kernel {self.kernel!r}")
 
