@@ -6,7 +6,8 @@ the engine per quantization mode (each in a fresh child process, so resident mem
 
 Engine rows: batch-1 greedy decode of one chat prompt (`--tokens` new tokens, EOS banned, prefill
 included), and the seed workload of bench/offline.py (64 chat prompts, greedy, up to 128 new tokens)
-for the modes in --seed-modes (a scalar kernel at 64 rows would take many minutes on AVX2). RSS:
+for the modes in --seed-modes (--seed-requests / --seed-tokens shrink it on a busy machine; a scalar
+kernel at 64 rows would take many minutes on AVX2). RSS:
 the child's resident memory after loading (VmRSS) and its peak (VmHWM). Speed ratios, not absolute
 numbers, are what carries over on a shared machine: the modes run back to back.
 """
@@ -65,14 +66,21 @@ def kernels(rows: list[int]) -> None:
 
 
 def rss_mb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MB, after handing freed heap back to the OS (glibc keeps what the load freed:
+    the state dict, and with quantization the float weights)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
     status = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
-def one_mode(mode: str, tokens: int, seed: bool, threads: int) -> dict:
+def one_mode(mode: str, tokens: int, seed: bool, threads: int, seed_requests: int, seed_tokens: int) -> dict:
     import radixgen
     from radixgen.cli import seed_messages
-    engine = radixgen.Engine(quantization=mode, dtype="float32", num_threads=threads, max_total_tokens=20000)
+    engine = radixgen.Engine(quantization=mode, dtype="float32", num_threads=threads, max_total_tokens=8000)  # a small KV pool (370 MB fp32)
     rss_loaded = rss_mb()[0]
     engine.chat(seed_messages(2), {"temperature": 0, "max_new_tokens": 8})  # warm up
     engine.flush_cache()
@@ -84,7 +92,7 @@ def one_mode(mode: str, tokens: int, seed: bool, threads: int) -> dict:
     if seed:
         engine.flush_cache()
         start = time.perf_counter()
-        outs = engine.chat(seed_messages(64), {"temperature": 0, "max_new_tokens": 128})
+        outs = engine.chat(seed_messages(seed_requests), {"temperature": 0, "max_new_tokens": seed_tokens})
         row["seed64_tok_s"] = sum(o["meta_info"]["completion_tokens"] for o in outs) / (time.perf_counter() - start)
     row["rss_peak_mb"] = rss_mb()[1]
     engine.shutdown()
@@ -99,11 +107,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--kernels", action="store_true", help="the kernel table instead of the engine table")
     ap.add_argument("--rows", default="1,8,32,64")
+    ap.add_argument("--seed-requests", type=int, default=64)
+    ap.add_argument("--seed-tokens", type=int, default=128)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child: run one mode, print its row as JSON
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
-        print("ROW " + json.dumps(one_mode(args.one, args.tokens, args.one in args.seed_modes.split(","), args.threads)))
+        print("ROW " + json.dumps(one_mode(args.one, args.tokens, args.one in args.seed_modes.split(","), args.threads,
+                                             args.seed_requests, args.seed_tokens)))
         return
     print(cpu_kind(), f"| {args.threads} threads", flush=True)
     if args.kernels:
@@ -112,12 +123,14 @@ def main() -> None:
     rows = []
     for mode in args.modes.split(","):
         cmd = [sys.executable, __file__, "--one", mode, "--tokens", str(args.tokens), "--threads", str(args.threads),
-               "--seed-modes", args.seed_modes]
+               "--seed-modes", args.seed_modes, "--seed-requests", str(args.seed_requests),
+               "--seed-tokens", str(args.seed_tokens)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROW "))[4:]))
         print(rows[-1], flush=True)
     base = rows[0]
-    print(f"\n| quantization | batch-1 tok/s ({args.tokens} tokens) | vs {base['mode']} | 64-request seed tok/s | "
+    print(f"\n| quantization | batch-1 tok/s ({args.tokens} tokens) | vs {base['mode']} | {args.seed_requests}-request seed tok/s "
+          f"(<= {args.seed_tokens} tokens) | "
           f"vs {base['mode']} | RSS loaded MB | RSS peak MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
