@@ -5,14 +5,15 @@ Modes and their kernels, all PyTorch's own (measured on an AVX2-only AMD EPYC Ze
 bench/quant.py --kernels; teacher-forced top-1 agreement with fp32 on the bundled SmolLM2, 64
 greedy tokens of 2 prompts, where fp32 against itself gave 0.98):
   * int8, `int8pack`: torch._weight_int8pack_mm, weight-only (per-output-channel scales, activations
-    stay float): agreement 0.93. Vectorized only for AVX-512 in this torch build: on AVX2 it ran
-    4-10x SLOWER than fp32 at 1 row and ~40x at 64 rows.
+    stay float): agreement 0.93 (0.95 on test_quantization's 3 prompts). Vectorized only for
+    AVX-512 in this torch build: on AVX2 it ran 4-7x SLOWER than fp32 at 1 row, 25-50x at 64 rows.
   * int4, `int4pack`: torch._weight_int4pack_mm_for_cpu, group-wise (32) asymmetric 4-bit, weight-
-    only, dequantizing as (q - 8) * scale + zero; holds a Q4_1 GGUF's blocks exactly. Also scalar
-    on AVX2 (8-20x slower than fp32 at 1 row): on such a CPU int4 saves memory, not time.
+    only, dequantizing as (q - 8) * scale + zero; holds a Q4_1 GGUF's blocks exactly. Agreement
+    0.94 with the LM head at int8 (0.80 with an int4 one). Also scalar on AVX2 (8-14x slower than
+    fp32 at 1 row): on such a CPU int4 saves memory, not time.
   * int8-dynamic, `fbgemm`: quantized::linear_dynamic over the same int8 weight; each call also
     quantizes the activations to 7 bits with one scale per call (reduce_range: AVX2's u8*s8 pair
-    sums saturate int16 at 8 bits). Vectorized on AVX2: 1.1-3.9x faster than fp32 at 1 row, 1.6-2.4x
+    sums saturate int16 at 8 bits). Vectorized on AVX2: 1.2-6.5x faster than fp32 at 1 row, 2.7-4.5x
     at 64, but lossy: agreement 0.48 (0.83 with it on the LM head alone). Opt-in only.
   * `dequant`: the fallback where an op is missing or refuses a shape: the weight dequantized back to
     float at load, a plain F.linear (the numerics of the quantized weight, the speed of fp32).
