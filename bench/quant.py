@@ -93,7 +93,7 @@ def one_mode(mode: str, tokens: int, seed: bool, threads: int, seed_requests: in
         engine.flush_cache()
         start = time.perf_counter()
         outs = engine.chat(seed_messages(seed_requests), {"temperature": 0, "max_new_tokens": seed_tokens})
-        row["seed64_tok_s"] = sum(o["meta_info"]["completion_tokens"] for o in outs) / (time.perf_counter() - start)
+        row["seed_tok_s"] = sum(o["meta_info"]["completion_tokens"] for o in outs) / (time.perf_counter() - start)
     row["rss_peak_mb"] = rss_mb()[1]
     engine.shutdown()
     return row
@@ -134,8 +134,8 @@ def main() -> None:
           f"vs {base['mode']} | RSS loaded MB | RSS peak MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        seed = r.get("seed64_tok_s")
-        ratio = f"x{seed / base['seed64_tok_s']:.2f}" if seed and "seed64_tok_s" in base else "-"
+        seed = r.get("seed_tok_s")
+        ratio = f"x{seed / base['seed_tok_s']:.2f}" if seed and "seed_tok_s" in base else "-"
         print(f"| {r['mode']} | {r['batch1_tok_s']:.1f} | x{r['batch1_tok_s'] / base['batch1_tok_s']:.2f} | "
               f"{f'{seed:.1f}' if seed else 'skipped'} | {ratio} | {r['rss_loaded_mb']:.0f} | {r['rss_peak_mb']:.0f} |")
 
