@@ -10,6 +10,7 @@ from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 POLICIES = ("lpm", "fcfs")
+QUANTIZATIONS = ("none", "int8", "int4", "int8-dynamic")
 ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
@@ -17,6 +18,7 @@ ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
 class EngineConfig:
     model: str | None = None              # HF dir, .gguf file, or None for the bundled SmolLM2-135M-Instruct
     dtype: str = "auto"                   # auto: bf16 where the CPU has AMX/AVX512-BF16 or on CUDA, else fp32
+    quantization: str = "none"            # none | int8 | int4 | int8-dynamic: quantized linears on the CPU (models/quant.py)
     device: str = "auto"                  # auto: cuda if available, else cpu
     page_size: int = 1                    # KV slots per page
     max_total_tokens: int | None = None   # KV pool size in tokens; None: mem_fraction_static of free memory
@@ -40,6 +42,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("schedule_policy", self.schedule_policy, POLICIES)
         _check_choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):

@@ -47,6 +47,14 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def pick_quantization(name: str, device: torch.device) -> str:
+    """The config's quantization, checked against the device. There is no `auto`: on the AVX2 CPU
+    measured (bench/quant.py) no mode was both faster than fp32 and close to it in its outputs."""
+    if name != "none" and device.type != "cpu":
+        raise ValueError(f"quantization={name!r} runs on the CPU only; use quantization='none' on {device}")
+    return name
+
+
 def available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -61,6 +69,7 @@ class ModelRunner:
         self.config = config
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
+        self.quantization = pick_quantization(config.quantization, self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
         self.model_dir = resolve_model_dir(config.model, config.cache_dir)
@@ -90,6 +99,9 @@ class ModelRunner:
         model.load_hf_state_dict(state)
         # Rotary tables are buffers, not weights: recompute them for the real context length.
         model.cos, model.sin = rope_cos_sin(self.hf_config, self.arch.head_dim, self.context_length)
+        # Quantize from the loaded float weights, before any cast to bf16 (QuantLinear keeps no
+        # float parameters, so the cast below leaves it alone).
+        model.quantize(self.quantization)
         model = model.to(device=self.device, dtype=self.dtype).eval()
         model.prepack()
         return model
