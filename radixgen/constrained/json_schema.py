@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .errors import RegexTooLarge, UnsupportedSchemaError
@@ -25,8 +25,10 @@ from .json_object import object_regex
 from .json_oneof import make_exclusive
 from .json_pattern import PatternError, bounded_pattern_body, pattern_body
 from .json_refs import ref_regex
-from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, NUMBER, UNSUPPORTED_FORMATS, bounded_string,
-                          integer_range, json_literal, number_range)
+from .json_numbers import (cap_integers, decimal_bound, decimal_range, integer_multiples, integer_regex,
+                           number_regex)
+from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, UNSUPPORTED_FORMATS, bounded_string, integer_range,
+                          json_literal)
 from .schema_check import check_keywords, infer_types, instance_ok
 
 WHITESPACE = r"[ ]?"
@@ -59,6 +61,13 @@ class JsonOptions:
     calls: (with slots) a recursive or long $ref is a CALL byte and a regex of its own
     (json_refs.py) instead of being copied and unrolled max_recursion deep, see
     json_schema_parts.
+
+    Finishing defaults (narrowings that keep a small model from writing digits without end, as
+    llama.cpp's json-schema-to-grammar does; None lifts a limit, see json_numbers.py):
+    int_digits: most digits in a number's integer part (unless a bound needs more); frac_digits:
+    most fraction digits (unless a bound needs more); exp_digits: most exponent digits of an
+    unbounded number (0: no exponent; bounded numbers are written without one). The same
+    limits hold in free-form values (number_limits, for slot_automaton.py).
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -69,6 +78,20 @@ class JsonOptions:
     optional_depth: int | None = None
     slots: bool = False
     calls: bool = False
+    int_digits: int | None = 16
+    frac_digits: int | None = 16
+    exp_digits: int | None = 3
+
+    @property
+    def number_limits(self) -> tuple[int | None, int | None, int | None]:
+        return self.int_digits, self.frac_digits, self.exp_digits
+
+    def without_limits(self) -> "JsonOptions":
+        """These options with the finishing defaults off (every valid number's text allowed)."""
+        return replace(self, int_digits=None, frac_digits=None, exp_digits=None)
+
+
+NO_LIMITS = JsonOptions(int_digits=None, frac_digits=None, exp_digits=None)
 
 
 class Converter:
@@ -190,24 +213,34 @@ class Converter:
         return bounded_string(lo, hi, self.options.length_cap, self.options.exact_until)
 
     def _number(self, t: str, s: dict, ptr: str) -> str | None:
+        o, k = self.options, 1
         step = s.get("multipleOf")
-        if step is not None and not (t == "integer" and float(step).is_integer() and step == 1):
-            if not (t == "number" and step == 1):
-                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"multipleOf {step}")
-            t = "integer"
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"multipleOf {step!r} is not > 0")
+            if not float(step).is_integer():
+                # which decimals are multiples then depends on float rounding in the validator
+                # (0.07 / 0.01 is 7.000000000000001 in doubles): no regex agrees with every one
+                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"a fractional multipleOf ({step})")
+            t, k = "integer", int(step)  # a multiple of an integer is an integer
         lo = _bound(s, "minimum", "exclusiveMinimum", ptr)
         hi = _bound(s, "maximum", "exclusiveMaximum", ptr)
         if t == "integer":
             a = None if lo is None else (math.floor(lo[0]) + 1 if lo[1] else math.ceil(lo[0]))
             b = None if hi is None else (math.ceil(hi[0]) - 1 if hi[1] else math.floor(hi[0]))
-            return integer_range(a, b)
+            if a is None and b is None and k == 1:
+                return integer_regex(o.int_digits)
+            a, b = cap_integers(a, b, o.int_digits)
+            if a is not None and b is not None and a > b:
+                return None
+            return integer_range(a, b) if k == 1 else integer_multiples(a, b, k)[0]
         if lo is None and hi is None:
-            return NUMBER
-        for bound, kw in ((lo, "minimum"), (hi, "maximum")):
-            if bound is not None and not float(bound[0]).is_integer():
-                raise UnsupportedSchemaError(kw, f"{ptr}/{kw}", "a fractional bound on a number")
-        return number_range(None if lo is None else (int(lo[0]), lo[1]),
-                            None if hi is None else (int(hi[0]), hi[1]))
+            return number_regex(o.int_digits, o.frac_digits, o.exp_digits)
+        dl = None if lo is None else decimal_bound(lo[0], True, lo[1], o.frac_digits)
+        dh = None if hi is None else decimal_bound(hi[0], False, hi[1], o.frac_digits)
+        if dl is not None and dh is not None and dl > dh:
+            return None
+        return decimal_range(dl, dh, o.int_digits, o.frac_digits)
 
     # ---- free-form values ----------------------------------------------------------------
 
@@ -216,7 +249,8 @@ class Converter:
         if self.options.slots:
             return SLOT_REGEX
         if depth not in self._any:
-            scalar = f"(?:{FREE_STRING}|{NUMBER}|{BOOLEAN}|{NULL})"
+            number = number_regex(*self.options.number_limits)
+            scalar = f"(?:{FREE_STRING}|{number}|{BOOLEAN}|{NULL})"
             if depth <= 0:
                 self._any[depth] = f"(?:{scalar}|\\[\\]|\\{{\\}})"
             else:
@@ -271,4 +305,4 @@ def json_schema_to_regex(schema: dict | str | bool, whitespace: str = WHITESPACE
 
 
 __all__ = ["UnsupportedSchemaError", "json_schema_to_regex", "json_schema_parts", "WHITESPACE", "JsonOptions",
-           "Converter", "alt"]
+           "NO_LIMITS", "Converter", "alt"]

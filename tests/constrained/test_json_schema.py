@@ -182,7 +182,7 @@ def test_const_enum_and_types():
 @pytest.mark.parametrize("schema,keyword,pointer", [
     ({"type": "object", "properties": {"a": {"not": {"type": "string"}}}}, "not", "/properties/a/not"),
     ({"type": "array", "items": {"type": "integer"}, "contains": {"const": 1}}, "contains", "/contains"),
-    ({"type": "integer", "multipleOf": 3}, "multipleOf", "/multipleOf"),
+    ({"type": "number", "multipleOf": 0.01}, "multipleOf", "/multipleOf"),
     ({"type": "string", "format": "duration"}, "format", "/format"),
     ({"type": "string", "pattern": "(?<=a)b"}, "pattern", "/pattern"),
     ({"$defs": {"x": {"if": {"type": "string"}, "then": {"minLength": 2}}}, "$ref": "#/$defs/x"},
