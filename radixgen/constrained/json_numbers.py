@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Optional
+from typing import Callable, Optional
 
-from .json_values import natural_range
+from .errors import UnsupportedSchemaError
+from .json_values import integer_range, natural_range
 
 Limit = Optional[int]
 DecBound = tuple[Decimal, bool]  # (value, exclusive)
@@ -246,3 +247,53 @@ def integer_multiples(lo: int | None, hi: int | None, k: int) -> tuple[str | Non
     values = sorted(set(values))
     exact = lo is not None and hi is not None and len(values) == len(range(-(-lo // k) * k, hi + 1, k))
     return ("(?:" + "|".join(str(v) for v in values) + ")" if values else None), exact
+
+
+# ---- a number schema ---------------------------------------------------------------------
+
+def number_value(limits: tuple[Limit, Limit, Limit], t: str, s: dict, ptr: str) -> str | None:
+    """Regex for a number or integer schema `s` (bounds, multipleOf) within the digit limits
+    (int_digits, frac_digits, exp_digits)."""
+    int_digits, frac_digits, exp_digits = limits
+    k = 1
+    step = s.get("multipleOf")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+            raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"multipleOf {step!r} is not > 0")
+        if not float(step).is_integer():
+            # which decimals are multiples then depends on float rounding in the validator
+            # (0.07 / 0.01 is 7.000000000000001 in doubles): no regex agrees with every one
+            raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"a fractional multipleOf ({step})")
+        t, k = "integer", int(step)  # a multiple of an integer is an integer
+    lo = _bound(s, "minimum", "exclusiveMinimum", ptr)
+    hi = _bound(s, "maximum", "exclusiveMaximum", ptr)
+    if t == "integer":
+        a = None if lo is None else (math.floor(lo[0]) + 1 if lo[1] else math.ceil(lo[0]))
+        b = None if hi is None else (math.ceil(hi[0]) - 1 if hi[1] else math.floor(hi[0]))
+        if a is None and b is None and k == 1:
+            return integer_regex(int_digits)
+        a, b = cap_integers(a, b, int_digits)
+        if a is not None and b is not None and a > b:
+            return None
+        return integer_range(a, b) if k == 1 else integer_multiples(a, b, k)[0]
+    if lo is None and hi is None:
+        return number_regex(int_digits, frac_digits, exp_digits)
+    dl = None if lo is None else decimal_bound(lo[0], True, lo[1], frac_digits)
+    dh = None if hi is None else decimal_bound(hi[0], False, hi[1], frac_digits)
+    if dl is not None and dh is not None and dl > dh:
+        return None
+    return decimal_range(dl, dh, int_digits, frac_digits)
+
+
+def _bound(s: dict, inclusive: str, exclusive: str, ptr: str) -> tuple[float, bool] | None:
+    """(value, is_exclusive) from draft-4 (boolean exclusive*) or draft-6+ (numeric) keywords."""
+    bounds = []
+    if isinstance(s.get(inclusive), (int, float)):
+        excl = s.get(exclusive) is True
+        bounds.append((s[inclusive], excl))
+    if isinstance(s.get(exclusive), (int, float)) and not isinstance(s.get(exclusive), bool):
+        bounds.append((s[exclusive], True))
+    if not bounds:
+        return None
+    pick: Callable = max if inclusive == "minimum" else min
+    return pick(bounds, key=lambda b: (b[0], b[1] if inclusive == "minimum" else not b[1]))

@@ -13,23 +13,22 @@ Layout of the generated JSON: properties in schema order; a `whitespace` pattern
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .errors import RegexTooLarge, UnsupportedSchemaError
 from .json_array import array_regex
 from .json_free import SLOT_REGEX
-from .json_merge import ANNOTATIONS, merge_all
+from .json_merge import ANNOTATIONS, NOT_IN, merge_all
+from .json_not import conditional, negate
+from .json_numbers import number_regex, number_value
 from .json_object import object_regex
 from .json_oneof import make_exclusive
 from .json_pattern import PatternError, bounded_pattern_body, pattern_body
 from .json_refs import ref_regex
-from .json_numbers import (cap_integers, decimal_bound, decimal_range, integer_multiples, integer_regex,
-                           number_regex)
 from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, UNSUPPORTED_FORMATS, bounded_string, integer_range,
                           json_literal)
-from .schema_check import check_keywords, infer_types, instance_ok
+from .schema_check import _same, check_keywords, infer_types, instance_ok
 
 WHITESPACE = r"[ ]?"
 MAX_REGEX_CHARS = 5_000_000  # regex-automata builds ~1M characters a second
@@ -117,6 +116,8 @@ class Converter:
         if not isinstance(schema, dict):
             raise UnsupportedSchemaError("schema", ptr, f"expected an object, got {schema!r:.40}")
         check_keywords(schema, ptr)
+        if "not" in schema or ("if" in schema and ("then" in schema or "else" in schema)):
+            return self._narrowed(schema, ptr)
         if "$ref" in schema:
             return ref_regex(self, schema, ptr)
         if "allOf" in schema:
@@ -128,6 +129,8 @@ class Converter:
                 return self._union(schema, kw, ptr)
         if "enum" in schema or "const" in schema:
             return self._enum(schema, ptr)
+        if NOT_IN in schema:
+            return None  # "none of these values" is written only where an enum lists candidates
         types = infer_types(schema)
         if types is None:
             return self.any_value(self.any_depth)
@@ -162,8 +165,27 @@ class Converter:
                 raise UnsupportedSchemaError("$ref", ptr, f"cannot resolve {ref!r}") from None
         return node
 
+    def _resolver(self, ptr: str) -> Callable[[str], Any]:
+        return lambda ref: self.resolve(ref, ptr)
+
     def merge(self, parts: list[Any], ptr: str) -> Any:
         return merge_all(parts, lambda ref: self.resolve(ref, ptr), ptr)
+
+    def _narrowed(self, schema: dict, ptr: str) -> str | None:
+        """`not` and if/then/else, narrowed soundly (json_not.py). Where the narrowing leaves
+        nothing, the keyword that could not be negated is named instead of "no value"."""
+        resolve = self._resolver(ptr)
+        if "not" in schema:
+            rest = {k: v for k, v in schema.items() if k != "not"}
+            rx = self.value(self.merge([rest, negate(schema["not"], resolve, ptr + "/not")], ptr), ptr)
+            if rx is None:
+                negate(schema["not"], resolve, ptr + "/not", strict=True)  # raises if it narrowed
+            return rx
+        union, error = conditional(schema, resolve, ptr)
+        rx = self.value(union, ptr)
+        if rx is None and error is not None:
+            raise error
+        return rx
 
     def _union(self, schema: dict, kw: str, ptr: str) -> str | None:
         rest = {k: v for k, v in schema.items() if k != kw and k not in ANNOTATIONS}
@@ -186,7 +208,7 @@ class Converter:
         values = [s["const"]] if "const" in s else s["enum"]
         if not isinstance(values, list):
             raise UnsupportedSchemaError("enum", ptr, "enum must be a list")
-        kept = [v for v in values if instance_ok(v, s)]
+        kept = [v for v in values if instance_ok(v, s) and not any(_same(v, x) for x in s.get(NOT_IN, []))]
         return alt([json_literal(v, self.ws) for v in kept])
 
     # ---- scalars -------------------------------------------------------------------------
@@ -213,34 +235,7 @@ class Converter:
         return bounded_string(lo, hi, self.options.length_cap, self.options.exact_until)
 
     def _number(self, t: str, s: dict, ptr: str) -> str | None:
-        o, k = self.options, 1
-        step = s.get("multipleOf")
-        if step is not None:
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"multipleOf {step!r} is not > 0")
-            if not float(step).is_integer():
-                # which decimals are multiples then depends on float rounding in the validator
-                # (0.07 / 0.01 is 7.000000000000001 in doubles): no regex agrees with every one
-                raise UnsupportedSchemaError("multipleOf", ptr + "/multipleOf", f"a fractional multipleOf ({step})")
-            t, k = "integer", int(step)  # a multiple of an integer is an integer
-        lo = _bound(s, "minimum", "exclusiveMinimum", ptr)
-        hi = _bound(s, "maximum", "exclusiveMaximum", ptr)
-        if t == "integer":
-            a = None if lo is None else (math.floor(lo[0]) + 1 if lo[1] else math.ceil(lo[0]))
-            b = None if hi is None else (math.ceil(hi[0]) - 1 if hi[1] else math.floor(hi[0]))
-            if a is None and b is None and k == 1:
-                return integer_regex(o.int_digits)
-            a, b = cap_integers(a, b, o.int_digits)
-            if a is not None and b is not None and a > b:
-                return None
-            return integer_range(a, b) if k == 1 else integer_multiples(a, b, k)[0]
-        if lo is None and hi is None:
-            return number_regex(o.int_digits, o.frac_digits, o.exp_digits)
-        dl = None if lo is None else decimal_bound(lo[0], True, lo[1], o.frac_digits)
-        dh = None if hi is None else decimal_bound(hi[0], False, hi[1], o.frac_digits)
-        if dl is not None and dh is not None and dl > dh:
-            return None
-        return decimal_range(dl, dh, o.int_digits, o.frac_digits)
+        return number_value(self.options.number_limits, t, s, ptr)
 
     # ---- free-form values ----------------------------------------------------------------
 
@@ -260,20 +255,6 @@ class Converter:
                 self._any[depth] = (f"(?:{scalar}|\\[(?:(?:{inner}{sep})*{inner})?\\]"
                                     f"|\\{{(?:(?:{member}{sep})*{member})?\\}})")
         return self._any[depth]
-
-
-def _bound(s: dict, inclusive: str, exclusive: str, ptr: str) -> tuple[float, bool] | None:
-    """(value, is_exclusive) from draft-4 (boolean exclusive*) or draft-6+ (numeric) keywords."""
-    bounds = []
-    if isinstance(s.get(inclusive), (int, float)):
-        excl = s.get(exclusive) is True
-        bounds.append((s[inclusive], excl))
-    if isinstance(s.get(exclusive), (int, float)) and not isinstance(s.get(exclusive), bool):
-        bounds.append((s[exclusive], True))
-    if not bounds:
-        return None
-    pick: Callable = max if inclusive == "minimum" else min
-    return pick(bounds, key=lambda b: (b[0], b[1] if inclusive == "minimum" else not b[1]))
 
 
 def json_schema_parts(schema: dict | str | bool, whitespace: str = WHITESPACE,
