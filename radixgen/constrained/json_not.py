@@ -176,15 +176,14 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
     return kept[0] if len(kept) == 1 else {"anyOf": kept}
 
 
-def conditional(schema: dict, resolve: Resolve, ptr: str) -> tuple[dict, UnsupportedSchemaError | None]:
-    """if/then/else as a union: (if and then) or (not-if and else); and the error that dropped
-    the second branch, if not-if could not be written (a narrowing to the `then` side)."""
+def conditional(schema: dict, resolve: Resolve, ptr: str) -> dict:
+    """if/then/else as a union: (if and then) or (not-if and else), the second branch only where
+    not-if can be written at all (else a narrowing to the `then` side)."""
     rest = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
     cond = schema["if"]
     branches: list[Any] = [{"allOf": [rest, cond, schema.get("then", True)]}]
     try:
         branches.append({"allOf": [rest, negate(cond, resolve, ptr + "/if"), schema.get("else", True)]})
-        error = None
-    except UnsupportedSchemaError as e:
-        error = e
-    return {"anyOf": branches}, error
+    except UnsupportedSchemaError:
+        pass
+    return {"anyOf": branches}

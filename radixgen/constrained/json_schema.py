@@ -176,15 +176,14 @@ class Converter:
         nothing, the keyword that could not be negated is named instead of "no value"."""
         resolve = self._resolver(ptr)
         if "not" in schema:
+            negated, where = schema["not"], ptr + "/not"
             rest = {k: v for k, v in schema.items() if k != "not"}
-            rx = self.value(self.merge([rest, negate(schema["not"], resolve, ptr + "/not")], ptr), ptr)
-            if rx is None:
-                negate(schema["not"], resolve, ptr + "/not", strict=True)  # raises if it narrowed
-            return rx
-        union, error = conditional(schema, resolve, ptr)
-        rx = self.value(union, ptr)
-        if rx is None and error is not None:
-            raise error
+            rx = self.value(self.merge([rest, negate(negated, resolve, where)], ptr), ptr)
+        else:
+            negated, where = schema["if"], ptr + "/if"
+            rx = self.value(conditional(schema, resolve, ptr), ptr)
+        if rx is None:
+            negate(negated, resolve, where, strict=True)  # raises if the negation was narrowed
         return rx
 
     def _union(self, schema: dict, kw: str, ptr: str) -> str | None:
