@@ -3,13 +3,14 @@ negated one (never one that lets an instance of it through).
 
 negate(N) works keyword by keyword: N is the conjunction of its keywords, so an instance that
 fails any one of them fails N, and the union of the negations we can write is a subset of not-N
-(exact when every keyword could be negated). A keyword that only constrains one family of types
-(minimum: numbers, required: objects, ...) fails on no other type, so "any other type" is always
-a disjunct; within its family it is negated where a regex can say it (minimum m -> x < m,
-minLength n -> length < n, required [k] -> k absent, properties {k: S} -> k present with a value
-failing S, propertyNames P -> a key failing P when that key can be named). What cannot be negated
-(pattern, format, additionalProperties, ...) only loses its family; with nothing left the schema
-is refused with the keyword that stopped it.
+(exact when every keyword could be negated). A keyword that constrains one family of types
+(minimum: numbers, required: objects, ...) holds for every other type, so only instances of its
+family can fail it: the negation is typed, e.g. minimum m -> a number < m, minLength n -> a
+string shorter than n, required [k] -> an object without k, properties {k: S} -> an object with
+k failing S, propertyNames P -> an object with a key failing P when that key can be named; type
+T -> any other type; enum -> other types, longer strings, larger numbers (or the enum's own
+candidates filtered). What cannot be negated (pattern, format, additionalProperties, ...) is
+left out of the union; with nothing left the schema is refused with the keyword that stopped it.
 
 if/then/else: (if and then) or (not-if and else), the second branch only where not-if can be
 written (else the narrowing keeps only instances that take the `then` branch).
@@ -128,7 +129,6 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
     if not n:
         return False
     disjuncts: list[Any] = []
-    families: set[str] = set()
     why = None
     done: set[str] = set()
     for kw, v in n.items():
@@ -151,21 +151,13 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
         elif kw in ("enum", "const"):
             disjuncts += _not_in([v] if kw == "const" else list(v))
         elif len(group) == 1 and _family(kw) is not None:
-            families.add(_family(kw))  # type: ignore[arg-type]
             inside = _within(kw, v, n, resolve, ptr, depth, strict)
             if inside is None:
                 why = why or kw
             elif inside is not False:
                 disjuncts.append({"type": _family(kw), **inside})
-        elif len(group) > 1 or _family(kw) is not None:
-            families |= {f for f in map(_family, group) if f}
-            why = why or kw
         else:
             why = why or kw
-    for fam in families:  # an instance of another type fails a family's keywords
-        other = _others({fam})
-        if other is not False:
-            disjuncts.append(other)
     kept = [d for d in disjuncts if d is not False]
     if strict and why is not None:
         raise UnsupportedSchemaError("not", ptr, f"cannot write what fails {why!r} here")

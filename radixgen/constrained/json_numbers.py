@@ -50,10 +50,10 @@ def cap_integers(lo: int | None, hi: int | None, int_digits: Limit) -> tuple[int
     if int_digits is None:
         return lo, hi
     top = 10 ** int_digits - 1
-    if hi is None:
-        hi = max(top, lo if lo is not None else 0)
+    if hi is None:  # as many digits as the lower bound has, if that is more
+        hi = max(top, 10 ** len(str(abs(lo))) - 1 if lo is not None else 0)
     if lo is None:
-        lo = min(-top, hi)
+        lo = min(-top, -(10 ** len(str(abs(hi))) - 1))
     return lo, hi
 
 
