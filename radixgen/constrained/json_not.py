@@ -32,6 +32,9 @@ _TOGETHER = ({"properties", "patternProperties", "additionalProperties"}, {"item
              {"contains", "minContains", "maxContains"})
 _COUNTS = {"minLength": "maxLength", "minItems": "maxItems", "minProperties": "maxProperties"}
 MAX_DEPTH = 8
+_WHY = {"pattern": ": the complement of a pattern is not written", "format": ": the complement of a format is not written",
+        "propertyNames": ": a key failing it is written only when an enum or const names it",
+        "oneOf": ": 'not exactly one' is not written", "multipleOf": ": non-multiples are not written"}
 
 
 def _others(types: set[str]) -> dict | bool:
@@ -129,7 +132,7 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
     if not n:
         return False
     disjuncts: list[Any] = []
-    why = None
+    why, inner = None, None  # the first keyword not negated, and an error from inside one
     done: set[str] = set()
     for kw, v in n.items():
         if kw in done:
@@ -144,10 +147,10 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
             try:
                 disjuncts.append({"allOf": [negate(b, resolve, f"{ptr}/anyOf/{i}", depth + 1, strict)
                                             for i, b in enumerate(v)]})
-            except UnsupportedSchemaError:
+            except UnsupportedSchemaError as e:
                 if strict:
                     raise
-                why = why or kw
+                inner, why = inner or e, why or kw
         elif kw in ("enum", "const"):
             disjuncts += _not_in([v] if kw == "const" else list(v))
         elif len(group) == 1 and _family(kw) is not None:
@@ -160,11 +163,13 @@ def negate(n: Any, resolve: Resolve, ptr: str, depth: int = 0, strict: bool = Fa
             why = why or kw
     kept = [d for d in disjuncts if d is not False]
     if strict and why is not None:
-        raise UnsupportedSchemaError("not", ptr, f"cannot write what fails {why!r} here")
+        raise UnsupportedSchemaError("not", ptr, f"cannot write what fails {why!r} here{_WHY.get(why, '')}")
     if not kept:
         if why is None:
             return False
-        raise UnsupportedSchemaError("not", ptr, f"cannot write what fails {why!r} here")
+        if inner is not None:
+            raise inner
+        raise UnsupportedSchemaError("not", ptr, f"cannot write what fails {why!r} here{_WHY.get(why, '')}")
     return kept[0] if len(kept) == 1 else {"anyOf": kept}
 
 

@@ -111,3 +111,15 @@ def test_fractional_multiple_of_is_refused():
     with pytest.raises(UnsupportedSchemaError, match="multipleOf"):
         json_schema_to_regex({"type": "number", "multipleOf": 0.01})
     assert matches({"type": "number", "multipleOf": 2.0}, "4") and not matches({"type": "number", "multipleOf": 2.0}, "3")
+
+
+def test_engine_config_turns_the_limits_off():
+    from radixgen.runtime.config import EngineConfig
+    from radixgen.runtime.constraint import Constraints
+    tv = build_token_vocab([None, *(bytes([b]) for b in range(256))], 0)
+    for flag, expected in ((True, JsonOptions()), (False, NO_LIMITS)):
+        constraints = Constraints(tv, EngineConfig(grammar_json_digit_limits=flag, grammar_compile_memory_mb=0))
+        try:
+            assert constraints.compiler.json_limits == expected
+        finally:
+            constraints.close()
