@@ -58,4 +58,4 @@ def test_every_valid_dev_instance_is_accepted(byte_compiler):
                     rejected.append(f"{path.stem} #{i}: {text[:120]}")
     print("\nrefused:\n  " + "\n  ".join(refused))
     assert not rejected, rejected
-    assert len(refused) <= 3, refused  # the dev set's refusals before issue 19 (a ceiling, not a goal)
+    assert len(refused) <= 2, refused  # 116 (oneOf overlap), 119 (not propertyNames with patterns)
