@@ -28,7 +28,7 @@ from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
 from .json_free import SLOT_REGEX, UNIQUE_REGEX
-from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
+from .json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
@@ -58,9 +58,8 @@ JSON_LADDER = (
 )
 
 def json_ladder(limits: JsonOptions = JsonOptions()) -> tuple[JsonOptions, ...]:
-    """JSON_LADDER with the finishing defaults (digit limits) of `limits` on every step."""
-    return tuple(replace(step, int_digits=limits.int_digits, frac_digits=limits.frac_digits,
-                         exp_digits=limits.exp_digits) for step in JSON_LADDER)
+    """JSON_LADDER with the finishing defaults (digit limits, caps) of `limits` on every step."""
+    return tuple(replace(step, **{f: getattr(limits, f) for f in FINISHING}) for step in JSON_LADDER)
 
 
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
@@ -125,8 +124,9 @@ class GrammarCompiler:
     timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
     after `,` and `:`; max_workers: compile threads; sandbox_memory_mb: compile each spec first in
     a child process killed at timeout_s and capped at this much memory (sandbox.py), else None;
-    json_limits: the finishing defaults of JSON schemas (JsonOptions.int_digits, frac_digits,
-    exp_digits; its other fields are ignored), json_schema.NO_LIMITS to turn them off.
+    json_limits: the finishing defaults of JSON schemas (JsonOptions' FINISHING fields: digit
+    limits, string and array caps; its other fields are ignored), json_schema.NO_LIMITS to turn
+    them off.
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,

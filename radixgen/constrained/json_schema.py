@@ -66,7 +66,10 @@ class JsonOptions:
     int_digits: most digits in a number's integer part (unless a bound needs more); frac_digits:
     most fraction digits (unless a bound needs more); exp_digits: most exponent digits of an
     unbounded number (0: no exponent; bounded numbers are written without one). The same
-    limits hold in free-form values (number_limits, for slot_automaton.py).
+    limits hold in free-form values (number_limits, for slot_automaton.py). string_cap /
+    items_cap: most characters of a string without maxLength (and without pattern or format) /
+    items of an array without maxItems, None: no cap (the default: see the README of issue 19's
+    measurement in the report; free-form values are not capped either way).
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -80,6 +83,8 @@ class JsonOptions:
     int_digits: int | None = 16
     frac_digits: int | None = 16
     exp_digits: int | None = 3
+    string_cap: int | None = None
+    items_cap: int | None = None
 
     @property
     def number_limits(self) -> tuple[int | None, int | None, int | None]:
@@ -87,10 +92,11 @@ class JsonOptions:
 
     def without_limits(self) -> "JsonOptions":
         """These options with the finishing defaults off (every valid number's text allowed)."""
-        return replace(self, int_digits=None, frac_digits=None, exp_digits=None)
+        return replace(self, int_digits=None, frac_digits=None, exp_digits=None, string_cap=None, items_cap=None)
 
 
 NO_LIMITS = JsonOptions(int_digits=None, frac_digits=None, exp_digits=None)
+FINISHING = ("int_digits", "frac_digits", "exp_digits", "string_cap", "items_cap")  # the finishing defaults
 
 
 class Converter:
@@ -229,8 +235,11 @@ class Converter:
             except PatternError as e:
                 raise UnsupportedSchemaError("pattern", ptr + "/pattern", str(e)) from None
             return None if body is None else '"' + body + '"'
-        if not has_len:
+        cap = self.options.string_cap
+        if not has_len and cap is None:
             return FREE_STRING  # nothing counted: the lean form is exact enough
+        if hi is None and cap is not None:
+            hi = max(lo, cap)
         return bounded_string(lo, hi, self.options.length_cap, self.options.exact_until)
 
     def _number(self, t: str, s: dict, ptr: str) -> str | None:

@@ -123,3 +123,14 @@ def test_engine_config_turns_the_limits_off():
             assert constraints.compiler.json_limits == expected
         finally:
             constraints.close()
+
+
+def test_string_and_array_caps_are_opt_in():
+    """Off by default (see the issue-19 measurement); on, they bound strings without maxLength
+    and arrays without maxItems, never below minLength / minItems."""
+    schema = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+    capped = JsonOptions(string_cap=4, items_cap=2)
+    assert matches(schema, '["abcdefgh","a","b"]') and not matches(schema, '["abcde"]', capped)
+    assert matches(schema, '["abcd","a"]', capped) and not matches(schema, '["a","b","c"]', capped)
+    assert matches({"type": "string", "minLength": 6}, '"abcdef"', capped)
+    assert matches({"type": "array", "minItems": 3}, "[1,2,3]", capped)
