@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Hashable
 
@@ -27,7 +28,7 @@ from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
 from .json_free import SLOT_REGEX, UNIQUE_REGEX
-from .json_schema import MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
+from .json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
@@ -55,6 +56,12 @@ JSON_LADDER = (
     *(JsonOptions(slots=True, calls=True, max_recursion=1, additional=False, optional_depth=depth)
       for depth in (3, 2, 1, 0)),
 )
+
+def json_ladder(limits: JsonOptions = JsonOptions()) -> tuple[JsonOptions, ...]:
+    """JSON_LADDER with the finishing defaults (digit limits, caps) of `limits` on every step."""
+    return tuple(replace(step, **{f: getattr(limits, f) for f in FINISHING}) for step in JSON_LADDER)
+
+
 SEC_PER_REGEX_CHAR = 1e-6  # regex-automata on the 2-core dev machine; then a running mean
 MAX_SPEC_CHARS = 65_536    # a user regex, or all choices together
 MAX_REPEAT = 10_000        # the largest {n} / {n,m} count a user regex may use
@@ -116,16 +123,22 @@ class GrammarCompiler:
     tokenizer: a transformers tokenizer (or a prebuilt TokenVocab); cache_size: LRU entries;
     timeout_s: a compile that runs longer fails its future; whitespace: the pattern JSON allows
     after `,` and `:`; max_workers: compile threads; sandbox_memory_mb: compile each spec first in
-    a child process killed at timeout_s and capped at this much memory (sandbox.py), else None.
+    a child process killed at timeout_s and capped at this much memory (sandbox.py), else None;
+    json_limits: the finishing defaults of JSON schemas (JsonOptions' FINISHING fields: digit
+    limits, string and array caps; its other fields are ignored), json_schema.NO_LIMITS to turn
+    them off.
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
-                 whitespace: str = WHITESPACE, max_workers: int = 2, sandbox_memory_mb: int | None = None) -> None:
+                 whitespace: str = WHITESPACE, max_workers: int = 2, sandbox_memory_mb: int | None = None,
+                 json_limits: JsonOptions = JsonOptions()) -> None:
         tv = tokenizer if isinstance(tokenizer, TokenVocab) else token_vocab_from_tokenizer(tokenizer)
         self.token_vocab = tv
         self.cache_size = cache_size
         self.timeout_s = timeout_s
         self.whitespace = whitespace
+        self.json_limits = json_limits
+        self._ladder = json_ladder(json_limits)
         self._sec_per_char = SEC_PER_REGEX_CHAR
         self._cache: OrderedDict[tuple[str, Hashable], Grammar] = OrderedDict()
         self._pending: dict[tuple[str, Hashable], Future[Grammar]] = {}
@@ -134,7 +147,8 @@ class GrammarCompiler:
         self._deadlines: dict[tuple[str, Hashable], float] = {}
         self._watchdog = _Watchdog()  # one thread for every deadline (a timer thread each grew without bound)
         # with a memory cap, every spec is first compiled in a child process (see sandbox.py)
-        self._sandbox = None if sandbox_memory_mb is None else Sandbox(tv, whitespace, sandbox_memory_mb, 1, timeout_s)
+        self._sandbox = None if sandbox_memory_mb is None else Sandbox(tv, whitespace, sandbox_memory_mb, 1, timeout_s,
+                                                                     json_limits)
 
     @property
     def vocab_size(self) -> int:
@@ -235,7 +249,8 @@ class GrammarCompiler:
         step, regex, calls = self._slot_regex(schema, start)
         built = time.perf_counter()
         if calls or SLOT_REGEX in regex or UNIQUE_REGEX in regex:
-            automaton = SlotAutomaton(regex, JSON_MARKER, self.whitespace, calls)
+            automaton = SlotAutomaton(regex, JSON_MARKER, self.whitespace, calls,
+                                      self._ladder[step].number_limits)
         else:
             automaton = ByteAutomaton(regex, JSON_MARKER)
         chars = _chars(regex, calls)
@@ -248,7 +263,7 @@ class GrammarCompiler:
 
     def _slot_regex(self, schema: Any, start: float) -> tuple[int, str, dict[int, str | None]]:
         regex = ""
-        for step, options in enumerate(JSON_LADDER):
+        for step, options in enumerate(self._ladder):
             try:
                 regex, calls = json_schema_parts(schema, self.whitespace, options)
             except RegexTooLarge:

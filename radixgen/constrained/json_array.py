@@ -35,6 +35,8 @@ def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
 def _array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
     sep = "," + conv.ws
     lo, hi = s.get("minItems", 0), s.get("maxItems")
+    if hi is None and conv.options.items_cap is not None:  # a finishing default (JsonOptions)
+        hi = max(lo, conv.options.items_cap)
     if s.get("uniqueItems") is True and (hi is None or hi > 1):
         if lo > 1:
             raise UnsupportedSchemaError("uniqueItems", f"{ptr}/uniqueItems",

@@ -10,7 +10,7 @@ slot_automaton.py steps this machine while the text is inside it.
 A machine state is (stack, lex): stack a str of the open containers ("[" or "{", outermost
 first), lex the lexical state below. The language is exactly the converter's `any_value`
 without the depth bound: the same strings (FREE_CHAR: printable UTF-8, short escapes, \\uXXXX),
-numbers (json_values.NUMBER), literals, and whitespace only after `,` and `:`, where it follows
+numbers (json_numbers.number_regex, with the same digit limits), literals, and whitespace only after `,` and `:`, where it follows
 the compiler's whitespace pattern (its own small automaton, stepped alongside).
 """
 from __future__ import annotations
@@ -36,7 +36,8 @@ AFTER = ("a",)          # after a value inside a container: "," or the closer
 # ("s", is_key, need):   inside a string; need = (lo, hi, more) while a UTF-8 character is
 #                        unfinished (next byte in [lo, hi], then `more` continuation bytes)
 # ("e", is_key):         after a backslash;  ("x", is_key, n): n hex digits of \\u left
-# ("n", part):           inside a number (part: "-" "0" "i" "." "f" "e" "s" "x", see _NUMBER)
+# ("n", part, count):    inside a number (part: "-" "0" "i" "." "f" "e" "s" "x", see _NUMBER;
+#                        count: digits read in the integer, fraction or exponent part so far)
 # ("l", rest):           inside true / false / null, `rest` bytes still to come
 
 Lex = tuple
@@ -63,6 +64,7 @@ _NUMBER = {
     "x": {"0": "x", "d": "x"},
 }
 _NUMBER_ENDS = frozenset("0ifx")
+_COUNTED = {"i": 0, "f": 1, "x": 2}  # digit part -> its index in FreeJson's limits
 
 
 def _number_class(b: int) -> str:
@@ -98,8 +100,12 @@ class FreeJson:
     are the whitespace pattern's automaton (a ByteAutomaton over the compiler's pattern)."""
 
     def __init__(self, ws_start: int, ws_step: Callable[[int, int], int | None],
-                 ws_accepts: Callable[[int], bool]) -> None:
+                 ws_accepts: Callable[[int], bool],
+                 limits: tuple[int | None, int | None, int | None] = (None, None, None)) -> None:
         self.ws_start, self._ws_step, self._ws_accepts = ws_start, ws_step, ws_accepts
+        # most digits in a number's integer, fraction and exponent parts (JsonOptions.int_digits,
+        # frac_digits, exp_digits; None: no limit, exponent 0: none), so a model cannot loop there
+        self._limits = limits
 
     def start(self, b: int) -> list[Outcome]:
         """Outcomes of the first byte of a free-form value."""
@@ -114,9 +120,9 @@ class FreeJson:
         if kind in ("e", "x"):
             return self._escape(stack, lex, b)
         if kind == "n":
-            nxt = _NUMBER[lex[1]].get(_number_class(b))
+            nxt = self._number_step(lex, b)
             if nxt is not None:
-                return [(stack, ("n", nxt))]
+                return [(stack, nxt)]
             return self._ended(stack, b) if lex[1] in _NUMBER_ENDS else []
         if kind == "l":
             if b != lex[1][0]:
@@ -157,14 +163,22 @@ class FreeJson:
         if b == 0x22:
             return [(stack, ("s", False, None))]
         if b == 0x2D:
-            return [(stack, ("n", "-"))]
+            return [(stack, ("n", "-", 0))]
         if b in _DIGITS:
-            return [(stack, ("n", "0" if b == 0x30 else "i"))]
+            return [(stack, ("n", "0" if b == 0x30 else "i", 1))]
         if b in _LITERALS:
             return [(stack, ("l", _LITERALS[b]))]
         if b in (0x5B, 0x7B) and len(stack) < MAX_DEPTH:
             return [(stack + chr(b), VALUE_OR_CLOSE if b == 0x5B else KEY_OR_CLOSE)]
         return []
+
+    def _number_step(self, lex: Lex, b: int) -> Lex | None:
+        part = _NUMBER[lex[1]].get(_number_class(b))
+        if part is None or (part == "e" and self._limits[2] == 0):
+            return None
+        count = lex[2] + 1 if part == lex[1] else 1
+        limit = self._limits[_COUNTED[part]] if part in _COUNTED else None
+        return None if limit is not None and count > limit else ("n", part, count)
 
     def _finished(self, stack: str) -> Outcome:
         """A value just ended with the byte read: the container goes on, or the slot is done."""

@@ -19,6 +19,7 @@ _LOWER = ("minimum", "minLength", "minItems", "minProperties")
 _UPPER = ("maximum", "maxLength", "maxItems", "maxProperties")
 _SUBSCHEMAS = ("items", "additionalProperties", "additionalItems", "propertyNames")
 MAX_CROSS = 64
+NOT_IN = "x-radixgen-not-in"  # values an instance must differ from (json_not.py)
 
 
 def merge_all(parts: list[Any], resolve: Resolve, ptr: str) -> Any:
@@ -101,7 +102,7 @@ def merge2(a: dict, b: dict, ptr: str) -> dict:
             out[k] = _type_meet(u, v)
         elif k == "properties":
             out[k] = {**u, **{pk: _conj(u[pk], pv) if pk in u else pv for pk, pv in v.items()}}
-        elif k in ("required", FORBID):
+        elif k in ("required", FORBID, NOT_IN):
             out[k] = list(dict.fromkeys([*u, *v]))
         elif k in _LOWER or k in _UPPER:
             out[k] = max(u, v) if k in _LOWER else min(u, v)
@@ -117,6 +118,8 @@ def merge2(a: dict, b: dict, ptr: str) -> dict:
             out["enum"] = [x for x in vals_u if any(_same(x, y) for y in vals_v)]
         elif k == "uniqueItems":
             out[k] = bool(u or v)
+        elif k == "not":
+            out[k] = {"anyOf": [u, v]}  # not A and not B = not (A or B)
         elif k == "anyOf" and len(u) * len(v) <= MAX_CROSS:
             out[k] = [_conj(x, y) for x in u for y in v]
         else:

@@ -40,41 +40,53 @@ def pattern_matches(pattern: str, key: str) -> bool:
 MAX_DEPENDENCY_SPLITS = 3  # optional dependency triggers handled by splitting (2^k variants)
 
 
+DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
+
+
 def object_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
-    deps_kw = "dependencies" if "dependencies" in s else "dependentRequired"
     conv.object_depth += 1
     try:
-        if s.get(deps_kw):
-            return _with_dependencies(conv, s, ptr, deps_kw)
+        if any(s.get(kw) for kw in DEPENDENCY_KEYWORDS):
+            return _with_dependencies(conv, s, ptr)
         return _object(conv, s, ptr)
     finally:
         conv.object_depth -= 1
 
 
-def _with_dependencies(conv: "Converter", s: dict, ptr: str, kw: str) -> str | None:
-    """Property dependencies ("if a is present, so are b and c") as a union of variants that
-    fix which optional triggers are present: absent ones are forbidden, present ones required
-    with their dependencies. The variants are disjoint, and each is a plain object."""
-    deps: dict = s[kw]
-    if any(not isinstance(v, list) for v in deps.values()):
-        raise UnsupportedSchemaError(kw, f"{ptr}/{kw}", "schema dependencies (dependentSchemas)")
-    base = {k: v for k, v in s.items() if k not in ("dependencies", "dependentRequired")}
-    required = _closure(set(base.get("required") or []), deps)
-    triggers = sorted(a for a in deps if a not in required and deps[a])
-    if len(triggers) > MAX_DEPENDENCY_SPLITS:
-        raise UnsupportedSchemaError(kw, f"{ptr}/{kw}", f"more than {MAX_DEPENDENCY_SPLITS} "
-                                     "optional properties with dependencies")
+def _with_dependencies(conv: "Converter", s: dict, ptr: str) -> str | None:
+    """Property dependencies ("if a is present, so are b and c" / "... the object also
+    satisfies S") as a union of variants that fix which optional triggers are present: absent
+    ones are forbidden, present ones required with their dependencies (and their schemas merged
+    in). The variants are disjoint. Past MAX_DEPENDENCY_SPLITS optional triggers, the rest are
+    forbidden (a narrowing: an absent trigger owes nothing)."""
+    lists: dict[str, list] = {}
+    schemas: dict[str, Any] = {}
+    for kw in DEPENDENCY_KEYWORDS:
+        for trigger, dep in (s.get(kw) or {}).items():
+            if isinstance(dep, list):
+                lists[trigger] = [*lists.get(trigger, []), *dep]
+            else:
+                schemas[trigger] = dep if trigger not in schemas else {"allOf": [schemas[trigger], dep]}
+    base = {k: v for k, v in s.items() if k not in DEPENDENCY_KEYWORDS}
+    required = _closure(set(base.get("required") or []), lists)
+    triggers = sorted(a for a in {*lists, *schemas} if a not in required and (lists.get(a) or a in schemas))
+    dropped = triggers[MAX_DEPENDENCY_SPLITS:]
+    triggers = triggers[:MAX_DEPENDENCY_SPLITS]
     variants = []
     for bits in range(1 << len(triggers)):
         present = {a for i, a in enumerate(triggers) if bits >> i & 1}
-        need = _closure(required | present, deps)
-        absent = set(triggers) - present
+        need = _closure(required | present, lists)
+        absent = set(triggers) - present | set(dropped)
         if need & absent:
             continue  # a present trigger depends on one this variant forbids
         order = list(dict.fromkeys([*(base.get("required") or []), *sorted(need)]))
         variant = {**base, "required": order, FORBID: sorted(set(base.get(FORBID, [])) | absent)}
-        variants.append(_object(conv, variant, ptr))
-    kept = [v for v in variants if v is not None]
+        extra = [schemas[a] for a in sorted(schemas) if a in need]
+        if extra:  # merged, the variant may hold keywords of any kind: converted in full
+            variants.append(conv.value(conv.merge([variant, *extra], ptr), ptr))
+        else:
+            variants.append(_object(conv, variant, ptr))
+    kept = list(dict.fromkeys(v for v in variants if v is not None))
     return None if not kept else kept[0] if len(kept) == 1 else "(?:" + "|".join(kept) + ")"
 
 

@@ -15,8 +15,7 @@ HEX = "[0-9a-fA-F]"
 STRING_CHAR = (r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]'
                rf"|\\u(?:[0-9a-cA-Ce-fE-F]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})"
                rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})")
-# Digits are not counted: each counted digit would cost a DFA state (and index time) in every
-# number of the schema; a model that never stops a number ends at max_new_tokens.
+# Numbers without digit limits (JsonOptions' limits are json_numbers.number_regex's arguments).
 INTEGER = r"-?(?:0|[1-9][0-9]*)"
 NUMBER = INTEGER + r"(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 BOOLEAN, NULL = "(?:true|false)", "null"
@@ -183,51 +182,7 @@ UNSUPPORTED_FORMATS = {"regex", "json-pointer", "relative-json-pointer", "uri-te
                        "duration", "idn-hostname"}
 
 
-# ---- bounded numbers ----------------------------------------------------------------------
-
-_FRAC = {"any": r"(?:\.[0-9]+)?", "zero": r"(?:\.0+)?", "nonzero": r"\.0*[1-9][0-9]*"}
-Bound = tuple[int, bool]  # (value, exclusive)
-
-
-def _meet(a: str, b: str) -> str | None:
-    if a == "any" or a == b:
-        return b
-    return a if b == "any" else None
-
-
-def _magnitudes(lo: Bound | None, hi: Bound | None) -> list[str]:
-    """Regexes for unsigned decimals I[.F] with lo <(=) value <(=) hi (integer bounds).
-
-    value >= L iff I >= L; value > L iff I > L or (I == L and F != 0);
-    value <= H iff I < H or (I == H and F == 0); value < H iff I < H.
-    """
-    lows = [((0, None), "any")] if lo is None else (
-        [((lo[0], None), "any")] if not lo[1] else [((lo[0] + 1, None), "any"), ((lo[0], lo[0]), "nonzero")])
-    highs = [((0, None), "any")] if hi is None else (
-        [((0, hi[0] - 1), "any")] + ([] if hi[1] else [((hi[0], hi[0]), "zero")]))
-    out = []
-    for (a1, b1), k1 in lows:
-        for (a2, b2), k2 in highs:
-            a = max(a1, a2, 0)
-            b = b2 if b1 is None else (b1 if b2 is None else min(b1, b2))
-            kind = _meet(k1, k2)
-            ints = natural_range(a, b) if kind else None
-            if ints:
-                out.append(ints + _FRAC[kind])  # type: ignore[index]
-    return out
-
-
-def number_range(lo: Bound | None, hi: Bound | None) -> str | None:
-    """Regex for JSON numbers (no exponent) between integer bounds; None if none exist."""
-    parts = []
-    if hi is None or hi[0] >= 0:  # x >= 0, written as its magnitude
-        parts += _magnitudes(lo if lo is not None and lo[0] >= 0 else None, hi)
-    if lo is None or lo[0] < 0:  # x < 0, written "-" + magnitude M with M > 0
-        mag_hi = None if lo is None else (-lo[0], lo[1])
-        mag_lo = (-hi[0], hi[1]) if hi is not None and hi[0] < 0 else (0, True)
-        parts += ["-" + p for p in _magnitudes(mag_lo, mag_hi)]
-    return "(?:" + "|".join(parts) + ")" if parts else None
-
+# ---- repetition ---------------------------------------------------------------------------
 
 def repeat(rx: str, lo: int, hi: int | None) -> str:
     """`rx` repeated lo..hi times (hi None: unbounded)."""

@@ -45,9 +45,10 @@ class Sandbox:
     """A pool of compile children; `run(key, deadline, limit_s)` -> a Grammar, or None for "fits,
     build it here" (JSON); raises ValueError naming the limit it broke or the spec's problem."""
 
-    def __init__(self, tv: TokenVocab, whitespace: str, memory_mb: int, workers: int, timeout_s: float) -> None:
+    def __init__(self, tv: TokenVocab, whitespace: str, memory_mb: int, workers: int, timeout_s: float,
+                 json_limits: Any = None) -> None:
         self.tv, self.memory_mb = tv, memory_mb
-        self._args = (pickle.dumps(tv), whitespace, memory_mb, timeout_s)
+        self._args = (pickle.dumps(tv), whitespace, memory_mb, timeout_s, json_limits)
         self._idle: queue.Queue[_Child] = queue.Queue()
         self._children: list[_Child] = []
         for _ in range(workers):
@@ -189,8 +190,9 @@ def _child_main() -> None:
     from .compiler import GrammarCompiler  # the child's own, compiling in this thread
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    tv_bytes, whitespace, memory_mb, timeout_s = _recv(stdin, float("inf"))
-    compiler = GrammarCompiler(pickle.loads(tv_bytes), cache_size=0, timeout_s=timeout_s, whitespace=whitespace)
+    tv_bytes, whitespace, memory_mb, timeout_s, json_limits = _recv(stdin, float("inf"))
+    compiler = GrammarCompiler(pickle.loads(tv_bytes), cache_size=0, timeout_s=timeout_s, whitespace=whitespace,
+                               **({} if json_limits is None else {"json_limits": json_limits}))
     vm = _vm_bytes()
     if vm:  # memory_mb on top of what the child holds now (the interpreter, torch, the vocabulary)
         resource.setrlimit(resource.RLIMIT_AS, (vm + memory_mb * 2 ** 20, resource.RLIM_INFINITY))

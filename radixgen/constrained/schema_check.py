@@ -21,7 +21,7 @@ _FAMILY = {"object": OBJECT_KEYWORDS, "array": ARRAY_KEYWORDS, "string": STRING_
            "number": NUMBER_KEYWORDS, "integer": NUMBER_KEYWORDS}
 ALL_TYPES = ("object", "array", "string", "number", "boolean", "null")
 # Validation keywords a regex cannot honour (in the types where they apply).
-REFUSED = ("not", "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "contains",
+REFUSED = ("unevaluatedProperties", "unevaluatedItems", "contains",
            "minContains", "maxContains", "$dynamicRef", "$recursiveRef")
 
 
@@ -49,10 +49,8 @@ def check_keywords(schema: dict, ptr: str) -> None:
     """Raise UnsupportedSchemaError for a keyword that cannot be honoured."""
     types = infer_types(schema) or list(ALL_TYPES)
     for kw in REFUSED:
-        if kw in schema and (kw == "not" or _applies(kw, types)):
+        if kw in schema and _applies(kw, types):
             raise UnsupportedSchemaError(kw, f"{ptr}/{kw}", "not expressible as a regular language")
-    if "if" in schema and ("then" in schema or "else" in schema):
-        raise UnsupportedSchemaError("if", f"{ptr}/if", "conditional subschemas are not supported")
 
 
 def _applies(kw: str, types: list[str]) -> bool:

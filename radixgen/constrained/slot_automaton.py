@@ -39,13 +39,16 @@ Item = tuple
 class SlotAutomaton(ByteAutomaton):
     """Byte-level automaton of a regex with SLOT / UNIQUE / CALL bytes; `calls` maps a CALL byte
     to its regex (None: no value, the call is dead); `whitespace` is the pattern a free-form
-    value allows after `,` and `:` (the converter's)."""
+    value allows after `,` and `:` (the converter's); `number_limits` the digit limits of its
+    numbers (JsonOptions.number_limits, the converter's)."""
 
     def __init__(self, regex: str, marker: bytes, whitespace: str,
-                 calls: dict[int, str | None] | None = None) -> None:
+                 calls: dict[int, str | None] | None = None,
+                 number_limits: tuple[int | None, int | None, int | None] = (None, None, None)) -> None:
         self.whitespace = whitespace
         ws = ByteAutomaton(whitespace, marker)
-        self._free = FreeJson(ws.initial_state, lambda q, b: _alive(ws.step(q, b)), ws.is_accepting)
+        self._free = FreeJson(ws.initial_state, lambda q, b: _alive(ws.step(q, b)), ws.is_accepting,
+                              number_limits)
         # byte -> the free-form states it opens a value in (the same wherever a slot stands)
         self._slot_starts = {b: starts for b in range(256)
                              if (starts := [s for s in self._free.start(b) if isinstance(s, tuple)])}

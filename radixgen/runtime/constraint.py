@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from radixgen.constrained import GrammarCompiler
+from radixgen.constrained.json_schema import NO_LIMITS, JsonOptions
 from radixgen.constrained.mask import pack_ids
 
 from .config import EngineConfig
@@ -34,7 +35,9 @@ class Constraints:
         if self._compiler is None:
             self._compiler = GrammarCompiler(self.tokenizer, self.config.grammar_cache_size,
                                              self.config.grammar_compile_timeout_s,
-                                             sandbox_memory_mb=self.config.grammar_compile_memory_mb or None)
+                                             sandbox_memory_mb=self.config.grammar_compile_memory_mb or None,
+                                             json_limits=JsonOptions() if self.config.grammar_json_digit_limits
+                                             else NO_LIMITS)
         return self._compiler
 
     def close(self) -> None:
