@@ -219,6 +219,9 @@ def _names_member(conv: "Converter", s: dict, ptr: str, names: Any, pattern_prop
 
 def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: Any) -> str | None:
     """Regex for one additional member (`"key": value`), None if none may appear."""
+    if ("additionalProperties" not in s and "patternProperties" not in s and "properties" in s
+            and not conv.options.undeclared_keys):
+        return None  # the finishing default: where extras are only allowed by omission, none
     ap = s.get("additionalProperties", True)
     pattern_props: dict = s.get("patternProperties") or {}
     if pattern_props:

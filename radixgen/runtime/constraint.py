@@ -36,7 +36,7 @@ class Constraints:
             self._compiler = GrammarCompiler(self.tokenizer, self.config.grammar_cache_size,
                                              self.config.grammar_compile_timeout_s,
                                              sandbox_memory_mb=self.config.grammar_compile_memory_mb or None,
-                                             json_limits=JsonOptions() if self.config.grammar_json_digit_limits
+                                             json_limits=JsonOptions() if self.config.grammar_json_finishing
                                              else NO_LIMITS)
         return self._compiler
 

@@ -1,7 +1,7 @@
 """Model-free acceptance over the dev schemas (../shared/data/jsonschemas-dev): every schema
 compiles through the GrammarCompiler or is refused with UnsupportedSchemaError, and every valid
 instance of a compiled one, compact and with json.dumps' default spacing, is accepted byte by
-byte by the grammar's matcher (a byte vocabulary: no tokenizer, no model), then EOS. Keys are
+byte by the grammar's matcher (with the finishing defaults off, JsonOptions: they narrow on purpose) (a byte vocabulary: no tokenizer, no model), then EOS. Keys are
 put in the order the grammar writes them (bench/schemas_report.py's Orderer)."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from radixgen.constrained import GrammarCompiler, UnsupportedSchemaError, build_token_vocab
+from radixgen.constrained.json_schema import NO_LIMITS
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsonschemas-dev"
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "schemas_report.py"
@@ -35,7 +36,8 @@ def _accepted(grammar, text: str) -> bool:
 @pytest.fixture(scope="module")
 def byte_compiler():
     tv = build_token_vocab([None, *(bytes([b]) for b in range(256))], EOS)
-    compiler = GrammarCompiler(tv, timeout_s=120.0, max_workers=1)
+    # the schemas' whole languages: the finishing defaults narrow on purpose (no undeclared keys)
+    compiler = GrammarCompiler(tv, timeout_s=120.0, max_workers=1, json_limits=NO_LIMITS)
     yield compiler
     compiler.shutdown()
 

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from radixgen.constrained import UnsupportedSchemaError, json_schema_to_regex
+from radixgen.constrained.json_schema import NO_LIMITS
 
 POOL = [None, True, False, 0, 1, 7, -3, 2.5, "", "a", "b", "bb", "ccc", "x@y.io", [], [1], [1, 2, 3],
         {}, {"a": 1}, {"b": "x"}, {"a": 1, "b": "x"}, {"a": "s"}, {"kind": "x"}, {"kind": "x", "n": 1},
@@ -17,7 +18,8 @@ POOL = [None, True, False, 0, 1, 7, -3, 2.5, "", "a", "b", "bb", "ccc", "x@y.io"
 
 
 def taken(schema) -> list:
-    rx = re.compile(json_schema_to_regex(schema))
+    """The pool values the schema's regex takes, with the finishing defaults off (whole languages)."""
+    rx = re.compile(json_schema_to_regex(schema, options=NO_LIMITS))
     return [v for v in POOL if rx.fullmatch(json.dumps(v, separators=(",", ":")))]
 
 

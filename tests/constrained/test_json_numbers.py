@@ -118,7 +118,7 @@ def test_engine_config_turns_the_limits_off():
     from radixgen.runtime.constraint import Constraints
     tv = build_token_vocab([None, *(bytes([b]) for b in range(256))], 0)
     for flag, expected in ((True, JsonOptions()), (False, NO_LIMITS)):
-        constraints = Constraints(tv, EngineConfig(grammar_json_digit_limits=flag, grammar_compile_memory_mb=0))
+        constraints = Constraints(tv, EngineConfig(grammar_json_finishing=flag, grammar_compile_memory_mb=0))
         try:
             assert constraints.compiler.json_limits == expected
         finally:
@@ -134,3 +134,16 @@ def test_string_and_array_caps_are_opt_in():
     assert matches(schema, '["abcd","a"]', capped) and not matches(schema, '["a","b","c"]', capped)
     assert matches({"type": "string", "minLength": 6}, '"abcdef"', capped)
     assert matches({"type": "array", "minItems": 3}, "[1,2,3]", capped)
+
+
+def test_undeclared_keys_only_where_the_schema_says_so():
+    """Finishing default: an object with `properties` and no additionalProperties gets no other
+    keys (a narrowing); an explicit additionalProperties keeps them; NO_LIMITS restores JSON
+    Schema's meaning."""
+    closed = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert matches(closed, '{"a": 1}') and not matches(closed, '{"a": 1, "b": 2}')
+    assert matches(closed, '{"a": 1, "b": 2}', NO_LIMITS)
+    assert matches({**closed, "additionalProperties": True}, '{"a": 1, "b": 2}')
+    assert matches({**closed, "additionalProperties": {"type": "integer"}}, '{"a": 1, "b": 2}')
+    free = {"type": "object"}  # declares nothing: a free-form map, as before
+    assert matches(free, '{"b": 2}')
