@@ -169,3 +169,27 @@ def side_by_side_table(items: list[dict]) -> str:
         name = f"**{sub}**" if sub == "all" else sub
         lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def main() -> None:
+    """Re-print the side-by-side table of a saved schemas_e2e --llamacpp results file (radixgen's
+    compile errors that are UnsupportedSchemaError messages count as refused, as schemas_e2e now
+    records them)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("results", type=Path)
+    report = json.loads(ap.parse_args().results.read_text())
+    items = report["schemas"]
+    for it in items:
+        if it["status"] == "failed" and (it.get("error") or "").startswith("unsupported JSON schema feature"):
+            it["status"] = "refused"
+    print(side_by_side_table(items))
+    lc = report["llamacpp"]
+    print(f"\nradixgen: compile {report['compile_s']:.1f} s + generate {report['generate_s']:.1f} s (one batch). "
+          f"llama.cpp: GBNF {lc['convert_s']:.1f} s, load {lc['load_s']:.1f} s, generate {lc['generate_s']:.1f} s "
+          f"(serial). Prompt ids match: {lc['tokens_match']}/{lc['tokens_checked']}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,7 @@ from radixgen.constrained import UnsupportedSchemaError
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT_CHARS = 1500
+UNSUPPORTED = "unsupported JSON schema feature"  # how UnsupportedSchemaError's message starts
 
 
 def load_schemas(limit: int | None, only: list[str] | None) -> list[dict[str, Any]]:
@@ -134,7 +135,10 @@ def main() -> None:
             except UnsupportedSchemaError as e:
                 it["status"], it["error"] = "refused", str(e)
             except ValueError as e:
-                it["status"], it["error"] = "failed", str(e)
+                # the compile sandbox hands its child's errors back as plain ValueError, so an
+                # unsupported keyword is told by UnsupportedSchemaError's message there
+                it["status"] = "refused" if str(e).startswith(UNSUPPORTED) else "failed"
+                it["error"] = str(e)
             it["compile_s"] = round(time.perf_counter() - t, 3)
         compile_s = time.perf_counter() - t0
         todo = [it for it in items if it["status"] == "compiled"]
@@ -198,14 +202,18 @@ def main() -> None:
         print("\n### Ran to max_new_tokens (not counted in the rate)\n")
         print(", ".join(f"{it['id']} ({it['text'][-40:]!r})" for it in length))
     report = {"args": vars(args), "compile_s": compile_s, "generate_s": gen_s, "totals": dict(totals), "table": rows}
-    out_name = "schemas_e2e.json"
-    if args.llamacpp:  # before the per-schema copy below: it adds it["llamacpp"]
-        report["llamacpp"] = llamacpp_side(args, items, prompts, {"compile_s": compile_s, "generate_s": gen_s})
-        out_name = f"schemas_e2e_llamacpp_{args.max_new_tokens}.json"
-    report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / out_name).write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nwrote {RESULTS / out_name}")
+    report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
+    # radixgen's results are on disk before llama.cpp starts: a long llama.cpp run that dies
+    # (killed, out of memory) must not take the radixgen half with it
+    (RESULTS / "schemas_e2e.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nwrote {RESULTS / 'schemas_e2e.json'}")
+    if args.llamacpp:
+        report["llamacpp"] = llamacpp_side(args, items, prompts, {"compile_s": compile_s, "generate_s": gen_s})
+        report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
+        out = RESULTS / f"schemas_e2e_llamacpp_{args.max_new_tokens}.json"
+        out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {out}")
 
 
 def llamacpp_side(args: argparse.Namespace, items: list[dict], prompts: dict[str, tuple[list[int], str]],
