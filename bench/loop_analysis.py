@@ -11,8 +11,9 @@ times) and where in the JSON it sits, by walking the text with a small JSON scan
   whitespace      - the repeating unit is only whitespace
   array items     - the loop is a run of items of one array (the shallowest container the
                     repeating unit touches is an array)
-  object members  - the shallowest container is an object: members keep coming, so the
-                    grammar admits undeclared (additional) properties there
+  additional properties - the shallowest container is an object and keys written there near
+                    the end are not among its declared properties
+  declared members - the same, but every key is declared: a long object, not a loop
   nesting         - the unit opens more containers than it closes (ever deeper values)
 and prints the schema fragment at that JSON path (local $refs followed) to compare what each
 grammar allows there. Counts per category at the end.
@@ -29,9 +30,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
 
 
-def scan(text: str) -> tuple[list[tuple[str, list]], str, list[int], list]:
+def scan(text: str, keys: list | None = None) -> tuple[list[tuple[str, list]], str, list[int], list]:
     """(container stack [(kind, path)], lexical state at the end, depth after each char, path of
-    the value being written at the end).
+    the value being written at the end); keys, if given, gets (end position, depth, key) of
+    every object key.
     kind is 'obj'/'arr'; path is the JSON path of the container; state one of
     'string-key', 'string-value', 'number', 'literal', 'between'."""
     stack: list[tuple[str, list]] = []
@@ -46,6 +48,8 @@ def scan(text: str) -> tuple[list[tuple[str, list]], str, list[int], list]:
             elif ch == '"':
                 if state == "string-key":
                     key = "".join(buf)
+                    if keys is not None:
+                        keys.append((len(depths), len(stack), key))
                 state = "between"
             else:
                 buf.append(ch)
@@ -96,29 +100,31 @@ def period(text: str, max_unit: int = 400, repeats: int = 3) -> str | None:
 
 def classify_loop(text: str) -> tuple[str, str, list, str | None]:
     """(category, detail, JSON path of the looping container, repeating unit)."""
-    stack, state, depths, here = scan(text)
+    keys: list = []
+    stack, state, depths, here = scan(text, keys)
     unit = period(text)
     path = stack[-1][1] if stack else []
     # a lexical loop only when the repeating unit stays inside the token (a run of array items
     # that happens to stop inside a number is an array loop)
     if state == "number" and (unit is None or all(ch in "0123456789.eE+-" for ch in unit)):
         return "number digits", "", here, unit
-    if state.startswith("string") and (unit is None or '"' not in unit):
-        return ("property names" if state == "string-key" else "string contents"), "", here, unit
+    if state == "string-value" and (unit is None or '"' not in unit):
+        return "string contents", "", here, unit
     if unit is not None and not unit.strip():
         return "whitespace", "", path, unit
-    if unit is None:
-        return "unclear", "no periodic tail", path, unit
-    window = depths[-len(unit) * 2:]
-    if unit.count("{") + unit.count("[") > unit.count("}") + unit.count("]"):
+    # no exact period (e.g. invented keys that differ each time): judge the last 200 characters
+    window = depths[-len(unit) * 2:] if unit else depths[-200:]
+    if unit and unit.count("{") + unit.count("[") > unit.count("}") + unit.count("]"):
         return "nesting", "", path, unit
     # the container holding the loop: the shallowest depth the last two units reach
     level = min(window)
     kind, cpath = stack[level - 1] if 0 < level <= len(stack) else ("top", [])
     if kind == "arr":
         return "array items", "", cpath, unit
-    if kind == "obj":
-        return "object members", "additional properties", cpath, unit
+    if kind == "obj":  # keys written in that object within the window (checked against the schema)
+        start = len(depths) - len(window)
+        written = sorted({k for pos, d, k in keys if pos >= start and d == level})
+        return "object members", written, cpath, unit
     return "unclear", f"container {kind}", cpath, unit
 
 
@@ -172,6 +178,15 @@ def main() -> None:
         schema = json.loads((DATA / f"{it['id']}.json").read_text())["schema"]
         for who, text, other in cases:
             cat, detail, path, unit = classify_loop(text)
+            if cat == "object members":
+                # extras only if some key written near the end is not declared there; all
+                # declared -> a long object written out, not a loop
+                declared, keys = (schema_at(schema, path) or {}).get("properties"), set(detail)
+                if isinstance(declared, dict) and keys and keys <= set(declared):
+                    cat, detail = "declared members", "long object, every key declared"
+                else:
+                    extra = sorted(keys - set(declared or {}))
+                    cat, detail = "additional properties", f"undeclared keys {extra[:4]}"
             counts[(who, cat)] += 1
             frag = json.dumps(schema_at(schema, path), separators=(",", ":"))
             print(f"### {it['id']} - {who} loops: {cat} {detail} (other engine: {other})")
