@@ -11,6 +11,12 @@ generated, finished within max_new_tokens, parsed, validated with jsonschema (fo
 the rate is over those that finished; goal 100%), and every failure with its schema id and error.
 --limit N picks N schemas round-robin over the subsets (in id order). Writes
 bench/results/schemas_e2e.json.
+
+--llamacpp also runs llama.cpp (llama-cpp-python, its own JSON-schema -> GBNF converter) on the
+same schemas with the same prompt token ids, greedy, same max_new_tokens, after radixgen's engine
+has shut down (the two never share the CPU), classifies its outputs the same way and prints one
+table with both engines side by side (see bench/llamacpp_json.py). Results then go to
+bench/results/schemas_e2e_llamacpp_<max_new_tokens>.json.
 """
 from __future__ import annotations
 
@@ -24,11 +30,13 @@ from typing import Any
 import jsonschema
 
 import radixgen
+from llamacpp_json import N_THREADS  # sibling module: bench/ is sys.path[0] when run as a script
 from radixgen.constrained import UnsupportedSchemaError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT_CHARS = 1500
+UNSUPPORTED = "unsupported JSON schema feature"  # how UnsupportedSchemaError's message starts
 
 
 def load_schemas(limit: int | None, only: list[str] | None) -> list[dict[str, Any]]:
@@ -53,12 +61,21 @@ def load_schemas(limit: int | None, only: list[str] | None) -> list[dict[str, An
     return sorted(picked, key=lambda it: it["id"])
 
 
-def make_prompt(engine: radixgen.Engine, schema: Any) -> list[int]:
+def prompt_messages(schema: Any) -> list[dict[str, str]]:
     text = json.dumps(schema, separators=(",", ":"))
     if len(text) > PROMPT_CHARS:
         text = text[:PROMPT_CHARS] + " ...(truncated)"
     msg = f"Produce a JSON object that follows this JSON schema: {text}. Use realistic values."
-    return engine.apply_chat_template([{"role": "user", "content": msg}])
+    return [{"role": "user", "content": msg}]
+
+
+def make_prompt(engine: radixgen.Engine, schema: Any) -> list[int]:
+    return engine.apply_chat_template(prompt_messages(schema))
+
+
+def rendered_prompt(engine: radixgen.Engine, schema: Any) -> str:
+    """The chat text make_prompt tokenizes (for checking another engine's tokenizer on it)."""
+    return engine.tokenizer.apply_chat_template(prompt_messages(schema), tokenize=False, add_generation_prompt=True)
 
 
 def validator_for(schema: Any) -> jsonschema.protocols.Validator:
@@ -79,6 +96,16 @@ def check(schema: Any, text: str) -> tuple[str, str | None]:
     return "invalid", f"at {where} ({err.validator}): {err.message[:200]}"
 
 
+def classify(schema: Any, finish: str | None, text: str) -> tuple[str, str | None]:
+    """One engine's output -> ('valid'|'invalid'|'parse'|'length'|<finish>, error): only a
+    stop is parsed and validated; a length is truncated; anything else (abort, error) is kept."""
+    if finish == "length":
+        return "length", None
+    if finish != "stop":
+        return finish or "error", None
+    return check(schema, text)
+
+
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows])
@@ -91,6 +118,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--max-total-tokens", type=int, default=65536, help="KV pool size")
+    ap.add_argument("--llamacpp", action="store_true", help="also run llama.cpp, side by side")
+    ap.add_argument("--llamacpp-model", default=None, help="GGUF for llama.cpp (default: the bundled one)")
+    ap.add_argument("--llamacpp-timeout", type=float, default=600, help="seconds per schema for llama.cpp")
     args = ap.parse_args()
     items = load_schemas(args.limit, args.only.split(",") if args.only else None)
     engine = radixgen.Engine(dtype=args.dtype, max_total_tokens=args.max_total_tokens)
@@ -105,13 +135,19 @@ def main() -> None:
             except UnsupportedSchemaError as e:
                 it["status"], it["error"] = "refused", str(e)
             except ValueError as e:
-                it["status"], it["error"] = "failed", str(e)
+                # the compile sandbox hands its child's errors back as plain ValueError, so an
+                # unsupported keyword is told by UnsupportedSchemaError's message there
+                it["status"] = "refused" if str(e).startswith(UNSUPPORTED) else "failed"
+                it["error"] = str(e)
             it["compile_s"] = round(time.perf_counter() - t, 3)
         compile_s = time.perf_counter() - t0
         todo = [it for it in items if it["status"] == "compiled"]
         print(f"compiled {len(todo)}/{len(items)} in {compile_s:.1f} s; generating ...", flush=True)
+        # every schema's prompt (llama.cpp may take ones radixgen refused): ids and the chat text
+        prompts = {it["id"]: (make_prompt(engine, it["schema"]),
+                              rendered_prompt(engine, it["schema"]) if args.llamacpp else "") for it in items}
         t0 = time.perf_counter()
-        outs = engine.generate(input_ids=[make_prompt(engine, it["schema"]) for it in todo],
+        outs = engine.generate(input_ids=[prompts[it["id"]][0] for it in todo],
                                sampling_params=[{"temperature": 0, "max_new_tokens": args.max_new_tokens,
                                                  "json_schema": it["schema"]} for it in todo]) if todo else []
         gen_s = time.perf_counter() - t0
@@ -126,10 +162,8 @@ def main() -> None:
         it["text"] = out["text"]
         if it["finish"] == "abort":
             it["result"], it["error"] = "abort", reason.get("message")
-        elif it["finish"] == "length":
-            it["result"] = "length"
         else:
-            it["result"], err = check(it["schema"], out["text"])
+            it["result"], err = classify(it["schema"], it["finish"], out["text"])
             if err:
                 it["error"] = err
 
@@ -167,11 +201,47 @@ def main() -> None:
     if length:
         print("\n### Ran to max_new_tokens (not counted in the rate)\n")
         print(", ".join(f"{it['id']} ({it['text'][-40:]!r})" for it in length))
+    report = {"args": vars(args), "compile_s": compile_s, "generate_s": gen_s, "totals": dict(totals), "table": rows}
     RESULTS.mkdir(exist_ok=True)
-    report = {"args": vars(args), "compile_s": compile_s, "generate_s": gen_s, "totals": dict(totals),
-              "table": rows, "schemas": [{k: v for k, v in it.items() if k != "schema"} for it in items]}
+    report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
+    # radixgen's results are on disk before llama.cpp starts: a long llama.cpp run that dies
+    # (killed, out of memory) must not take the radixgen half with it
     (RESULTS / "schemas_e2e.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {RESULTS / 'schemas_e2e.json'}")
+    if args.llamacpp:
+        report["llamacpp"] = llamacpp_side(args, items, prompts, {"compile_s": compile_s, "generate_s": gen_s})
+        report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
+        out = RESULTS / f"schemas_e2e_llamacpp_{args.max_new_tokens}.json"
+        out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {out}")
+
+
+def llamacpp_side(args: argparse.Namespace, items: list[dict], prompts: dict[str, tuple[list[int], str]],
+                  radixgen_s: dict[str, float]) -> dict[str, Any]:
+    """Run llama.cpp on the same schemas and prompts, classify its outputs with classify(), print
+    the side-by-side table; returns its timings and token-match count for the report."""
+    from llamacpp_json import run_llamacpp, side_by_side_table  # imports llama_cpp only when called
+    from radixgen.runtime.model_loader import bundled_gguf
+
+    model = Path(args.llamacpp_model) if args.llamacpp_model else bundled_gguf()
+    print(f"\nllama.cpp on {model} ...", flush=True)
+    timings = run_llamacpp(items, prompts, model, args.max_new_tokens, args.llamacpp_timeout)
+    for it in items:
+        lc = it["llamacpp"]
+        if lc["status"] == "compiled":
+            lc["result"], err = classify(it["schema"], lc.get("finish"), lc.get("text", ""))
+            lc["error"] = lc.get("error") or err
+    match = sum(1 for it in items if it["llamacpp"].get("tokens_match"))
+    ran = sum(1 for it in items if "tokens_match" in it["llamacpp"])
+    print(f"\n## radixgen / llama.cpp side by side (greedy, max_new_tokens {args.max_new_tokens}; radixgen "
+          f"{args.dtype}, llama.cpp {model.name})\n")
+    print(side_by_side_table(items))
+    print(f"\nradixgen: compile {radixgen_s['compile_s']:.1f} s + generate {radixgen_s['generate_s']:.1f} s "
+          f"(one batch). llama.cpp: GBNF conversion {timings['convert_s']:.1f} s, model load "
+          f"{timings['load_s']:.1f} s, generate {timings['generate_s']:.1f} s (one schema at a time, "
+          f"{N_THREADS} threads). Prompt tokens: llama.cpp's tokenizer on the rendered chat text gives "
+          f"radixgen's ids for {match}/{ran} prompts (both engines were fed radixgen's ids).")
+    return {"model": str(model), **timings, "tokens_match": match, "tokens_checked": ran}
 
 
 if __name__ == "__main__":
