@@ -57,7 +57,7 @@ bench: install
 # SGLang's own frontend test programs, in-process and over HTTP (bench/sglang_programs.py). Only
 # sglang's frontend is installed: its engine's dependencies would pull a CUDA build of torch.
 bench-programs: install
-	$(BIN)/pip install -q -c $(LOCK) -e '.[bench]'
+	$(BIN)/pip install -q -c $(LOCK) pybase64 ipython aiohttp orjson
 	$(BIN)/pip install -q --no-deps -c $(LOCK) $(SGLANG)
 	$(BIN)/python bench/sglang_programs.py
 
