@@ -160,6 +160,7 @@ def main() -> None:
         it["finish"] = reason.get("type")
         it["completion_tokens"] = out["meta_info"]["completion_tokens"]
         it["text"] = out["text"]
+        it["output_ids"] = out["output_ids"]  # for bench/loop_guard_replay.py
         if it["finish"] == "abort":
             it["result"], it["error"] = "abort", reason.get("message")
         else:
