@@ -46,8 +46,9 @@ BAD = {
 GRAMMAR_BAD = {
     "invalid regex": ("/generate", {"text": "a", "sampling_params": {"regex": "(unclosed"}}, 400, "regex"),
     "unsupported schema": ("/v1/chat/completions", {"messages": MSG, "response_format": {
-        "type": "json_schema", "json_schema": {"schema": {"type": "object", "patternProperties": {
-            "^x": {"type": "string"}}, "not": {"type": "null"}}}}}, 400, "schema"),
+        # a fractional multipleOf: validators test it with float division, no regex can follow
+        "type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {
+            "price": {"type": "number", "multipleOf": 0.01}}}}}}, 400, "multipleOf"),
 }
 
 
