@@ -19,8 +19,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Hashable
 
 from .byte_automaton import ByteAutomaton
@@ -57,8 +57,9 @@ JSON_LADDER = (
       for depth in (3, 2, 1, 0)),
 )
 
+
 def json_ladder(limits: JsonOptions = JsonOptions()) -> tuple[JsonOptions, ...]:
-    """JSON_LADDER with the finishing defaults (digit limits, caps) of `limits` on every step."""
+    """JSON_LADDER with the finishing defaults (FINISHING fields) of `limits` on every step."""
     return tuple(replace(step, **{f: getattr(limits, f) for f in FINISHING}) for step in JSON_LADDER)
 
 
@@ -125,8 +126,8 @@ class GrammarCompiler:
     after `,` and `:`; max_workers: compile threads; sandbox_memory_mb: compile each spec first in
     a child process killed at timeout_s and capped at this much memory (sandbox.py), else None;
     json_limits: the finishing defaults of JSON schemas (JsonOptions' FINISHING fields: digit
-    limits, string and array caps; its other fields are ignored), json_schema.NO_LIMITS to turn
-    them off.
+    limits, string and array caps, undeclared keys; its other fields are ignored),
+    json_schema.NO_LIMITS to turn them off.
     """
 
     def __init__(self, tokenizer: Any, cache_size: int = 128, timeout_s: float = 10.0,
