@@ -80,16 +80,19 @@ class Program:
         self._precache(rows, chosen)
         workers = min(len(rows), MAX_AUTO_THREADS if num_threads == "auto" else int(num_threads))
         pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="radixgen-batch")
-        bar = tqdm.tqdm(total=len(rows), disable=not progress_bar)
+        bar, lock, done = tqdm.tqdm(total=len(rows), disable=not progress_bar), threading.Lock(), [0]
 
         def one(row: dict[str, Any]) -> ProgramState:
             state = ProgramState(chosen, defaults)
             self._execute(state, row, True)
-            bar.update()
+            with lock:  # programs end in any order: the bar closes with the last of them
+                done[0] += 1
+                bar.update()
+                if done[0] == len(rows):
+                    bar.close()
             return state
         futures = [pool.submit(one, row) for row in rows]
         pool.shutdown(wait=False)  # its threads exit once the last program is done
-        futures[-1].add_done_callback(lambda _: bar.close())
         return futures
 
     def cache(self, backend: Backend | Engine | None = None) -> None:
