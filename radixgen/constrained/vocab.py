@@ -136,9 +136,10 @@ class TokenVocab:
         """int64 ids of the real tokens whose bytes start with `prefix` (one bisected slice)."""
         pieces, ids = self.by_bytes
         lo = bisect.bisect_left(pieces, prefix)
-        hi = lo
-        while hi < len(pieces) and pieces[hi].startswith(prefix):
-            hi += 1
+        # the first byte string past every one that starts with prefix: drop trailing 0xff bytes,
+        # raise the last byte by one (none left: every string from lo on starts with prefix)
+        head = prefix.rstrip(b"\xff")
+        hi = bisect.bisect_left(pieces, head[:-1] + bytes([head[-1] + 1])) if head else len(pieces)
         return ids[lo:hi]
 
     @cached_property
