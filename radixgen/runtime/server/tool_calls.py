@@ -39,18 +39,35 @@ def _split(body: str) -> tuple[str, str] | None:
     return name, body[head.end():end]
 
 
+def _call_end(body: str) -> tuple[int, tuple[str, str]] | None:
+    """Where the first call in `body` (text after `<tool_call>`) ends, and (name, arguments); an
+    end marker inside an argument string does not end it."""
+    end = body.find(CALL_END)
+    while end >= 0:
+        parts = _split(body[:end])
+        if parts is not None:
+            return end, parts
+        end = body.find(CALL_END, end + 1)
+    return None
+
+
+def _held_back(text: str, marker: str) -> int:
+    """How many characters at the end of `text` could be the start of `marker`."""
+    return next((n for n in range(min(len(marker), len(text)), 0, -1) if text.endswith(marker[:n])), 0)
+
+
 def parse_tool_calls(text: str) -> tuple[str | None, list[dict[str, Any]]]:
     """A whole output -> (content, tool_calls in OpenAI's shape). Blocks that are not calls (an
     unfinished one cut by max_tokens) stay in the content."""
     calls, content, pos = [], [], 0
     while (start := text.find(CALL_BEGIN, pos)) >= 0:
-        end = text.find(CALL_END, start)
-        parts = None if end < 0 else _split(text[start + len(CALL_BEGIN):end])
-        if parts is None:
+        found = _call_end(text[start + len(CALL_BEGIN):])
+        if found is None:
             break
+        end, (name, args) = found
         content.append(text[pos:start])
-        calls.append({"id": call_id(), "type": "function", "function": {"name": parts[0], "arguments": parts[1]}})
-        pos = end + len(CALL_END)
+        calls.append({"id": call_id(), "type": "function", "function": {"name": name, "arguments": args}})
+        pos = start + len(CALL_BEGIN) + end + len(CALL_END)
     content.append(text[pos:])
     joined = "".join(content).strip()
     return (joined or None), calls
@@ -86,7 +103,7 @@ class ToolCallStream:
             self.done += at + len(CALL_BEGIN)
             self.in_call, self.args_at, self.args_sent = True, -1, 0
             return self._content(rest[:at])
-        keep = 0 if final else next((n for n in range(len(CALL_BEGIN) - 1, 0, -1) if rest.endswith(CALL_BEGIN[:n])), 0)
+        keep = 0 if final else _held_back(rest, CALL_BEGIN)
         self.done += len(rest) - keep
         piece = self._content(rest[:len(rest) - keep])
         return piece or None
@@ -109,14 +126,14 @@ class ToolCallStream:
             self.args_at = self.done + head.end()
             fn = {"name": json.loads(f'"{head.group(1)}"'), "arguments": ""}
             out.append({"tool_calls": [{"index": index, "id": call_id(), "type": "function", "function": fn}]})
-        end = body.find(CALL_END)
-        if end >= 0:
-            parts = _split(body[:end])
-            args = parts[1] if parts is not None else self.text[self.args_at:self.done + end].rstrip(_TRAILING)
+        found = _call_end(body)
+        if found is not None:
+            end, (_, args) = found
             self.done += end + len(CALL_END)
             self.in_call, self.num_calls = False, self.num_calls + 1
-        else:  # the arguments so far, but not what may turn out to close the envelope
-            args = self.text[self.args_at:].rstrip(_TRAILING)
+        else:  # the arguments so far, less what may turn out to close the envelope
+            args = self.text[self.args_at:]
+            args = args[:len(args) - _held_back(args, CALL_END)].rstrip(_TRAILING)
         if len(args) > self.args_sent:
             out.append({"tool_calls": [{"index": index, "function": {"arguments": args[self.args_sent:]}}]})
             self.args_sent = len(args)
