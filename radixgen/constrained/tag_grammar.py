@@ -162,11 +162,14 @@ class TagCompiler:
                     out.set_exception(ValueError(f"structural_tag {name}: {fut.exception()}"))
                     return
             got = {name: fut.result() for name, fut in parts.items()}
-            out.set_result(TagGrammar(
+            grammar = TagGrammar(
                 fmt, self._tv,
                 {name: Opener(got.get(f"opener {name!r}"), alts) for name, alts in openers.items()},
                 [got[f"tag {i} ({t.begin!r}) schema"] for i, t in enumerate(fmt.tags)],
-                [got.get(f"tag {i} end") for i in range(len(fmt.tags))]))
+                [got.get(f"tag {i} end") for i in range(len(fmt.tags))])
+            if fmt.free_text:
+                grammar.free_row(b"")  # the vocabulary scan here, on a compile thread, not in a decode step
+            out.set_result(grammar)
         for fut in parts.values():
             fut.add_done_callback(one_done)
         return out
