@@ -9,7 +9,7 @@ import pytest
 from radixgen.constrained.structural_tag import parse_structural_tag
 from radixgen.runtime.server.errors import APIError
 from radixgen.runtime.server.tool_calls import ToolCallStream, parse_tool_calls
-from radixgen.runtime.server.tools import parse_tools, render_messages, tool_structural_tag
+from radixgen.runtime.server.tools import parse_tools, render_messages, template_has_tools, tool_structural_tag
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -94,3 +94,15 @@ def test_stream_adds_up_to_the_whole(step):
     assert content.strip() == "Let me look." and "<tool" not in content
     assert [(c["name"], c["arguments"]) for c in calls.values()] == \
         [(c["function"]["name"], c["function"]["arguments"]) for c in whole]
+
+
+def test_a_template_with_its_own_tool_format_gets_the_tools():
+    qwen_like = "{% if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>{% endif %}<tool_call>"
+    assert template_has_tools(qwen_like) and not template_has_tools("{{ messages }}") and not template_has_tools(None)
+    req = parse_tools([WEATHER], "required", None)
+    messages = [{"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "3 C"}]
+    out, tools = render_messages(messages, req, native=True)
+    assert tools == [WEATHER | {"function": {**WEATHER["function"]}}]
+    assert out[0]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}  # transformers wants objects
+    assert out[1] == messages[1]

@@ -152,7 +152,7 @@ def with_tool_calls(choice: dict[str, Any]) -> dict[str, Any]:
 
 
 def stream_piece() -> Callable[[Any], list[dict[str, Any]]]:
-    """The SSE choices of one streamed engine chunk (a generation_routes StreamChunk), per choice
+    """The SSE choices of one streamed engine chunk (a generation.StreamChunk), per choice
     index, with a last empty delta that carries the finish reason."""
     streams: dict[int, ToolCallStream] = {}
 
