@@ -147,19 +147,22 @@ def render_messages(messages: list[dict[str, Any]], req: ToolRequest | None,
         tools = [{"type": "function", "function": f} for f in req.functions] if shown else None
         return [_native(m, i) for i, m in enumerate(messages)], tools
     out: list[dict[str, Any]] = []
+    after_result = False  # consecutive tool results share one user turn
     for i, m in enumerate(messages):
         if m["role"] == "tool":
             block = f"<tool_response>\n{m.get('content') or ''}\n</tool_response>"
-            if out and out[-1].get("tool_results"):  # consecutive results share one user turn
-                out[-1]["content"] += "\n" + block
+            if after_result:
+                out[-1] = {**out[-1], "content": out[-1]["content"] + "\n" + block}
             else:
-                out.append({"role": "user", "content": block, "tool_results": True})
-        elif m["role"] == "assistant" and m.get("tool_calls"):
+                out.append({"role": "user", "content": block})
+            after_result = True
+            continue
+        after_result = False
+        if m["role"] == "assistant" and m.get("tool_calls"):
             calls = [_call_text(c, f"messages[{i}].tool_calls[{j}]") for j, c in enumerate(m["tool_calls"])]
             out.append({"role": "assistant", "content": "\n".join(filter(None, [m.get("content") or "", *calls]))})
         else:
             out.append({k: v for k, v in m.items() if k not in ("tool_calls", "tool_call_id", "name")})
-    out = [{k: v for k, v in m.items() if k != "tool_results"} for m in out]
     if shown:
         listing = DEFAULT_TOOL_PROMPT.format(tools="\n".join(json.dumps({"type": "function", "function": f})
                                                              for f in req.functions))
