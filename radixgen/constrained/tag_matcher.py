@@ -151,7 +151,7 @@ class TagMatcher:
             piece = g.piece(tid)
             if piece is None:  # a special token: no text, so no trigger across it
                 return replace(pos, tail=b"")
-            if not _row_has(g.free_row(pos.tail), tid):
+            if not g.free_allows(pos.tail, tid):
                 return None
             trigger, tail = g.free_step(pos.tail, piece)
             return replace(pos, tail=tail) if trigger is None else self._open(g.openers[trigger], pos.tags_done)
@@ -212,6 +212,3 @@ class TagMatcher:
             return None
         return pos.sub.forced_string()
 
-
-def _row_has(row: torch.Tensor, token_id: int) -> bool:
-    return bool((int(row[token_id >> 5]) >> (token_id & 31)) & 1)
