@@ -17,7 +17,6 @@ import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -26,18 +25,10 @@ import torch
 from .grammar_base import Grammar
 from .mask import pack_ids, row_has
 from .structural_tag import TagFormat, parse_structural_tag
-from .tag_matcher import TagMatcher
+from .tag_matcher import Opener, TagMatcher
 from .vocab import TokenVocab
 
 TAG_CACHE_SIZE = 32
-
-
-@dataclass(frozen=True)
-class Opener:
-    """The text that opens a tag from one point: alternatives (bytes -> tag index) and the choices
-    grammar over them; None when a single tag opens with nothing more to write."""
-    grammar: Grammar | None
-    alternatives: dict[bytes, int]
 
 
 class TagGrammar:

@@ -8,17 +8,23 @@ count, so `rollback(n)` pops n positions and rolls the current sub-matcher back 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .grammar_base import Grammar
 from .mask import row_ids
 
-if TYPE_CHECKING:  # tag_grammar.py imports this module; the grammar is only a type here
-    from .tag_grammar import Opener, TagGrammar
-
 FREE, OPEN, CONTENT, END, DONE, EOS = "free", "open", "content", "end", "done", "eos"
+
+
+@dataclass(frozen=True)
+class Opener:
+    """The text that opens a tag from one point: alternatives (bytes -> tag index) and the choices
+    grammar over them; None when a single tag opens with nothing more to write."""
+    grammar: Grammar | None
+    alternatives: dict[bytes, int]
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class _Pos:
     mode: str
     tags_done: int
     tail: bytes = b""               # FREE: the end of the text that may begin a trigger
-    opener: "Opener | None" = None  # OPEN: what may open a tag here
+    opener: Opener | None = None  # OPEN: what may open a tag here
     said: bytes = b""               # OPEN: bytes written of the opener so far
     tag: int = -1                   # CONTENT / END: the tag being written
     sub: Any = None                 # OPEN / CONTENT / END: the phase's GrammarMatcher
@@ -44,7 +50,8 @@ def _set_bit(row: torch.Tensor, token_id: int, on: bool) -> torch.Tensor:
 
 
 class TagMatcher:
-    def __init__(self, grammar: "TagGrammar") -> None:
+    def __init__(self, grammar: Any) -> None:
+        """grammar: a tag_grammar.TagGrammar (not imported: that module imports this one)."""
         self.grammar = grammar
         fmt = grammar.format
         self._min_tags = 1 if fmt.at_least_one else 0
@@ -53,7 +60,7 @@ class TagMatcher:
         self._stop_row: torch.Tensor | None = None
 
     # ---- phases ----
-    def _open(self, opener: "Opener", tags_done: int) -> _Pos:
+    def _open(self, opener: Opener, tags_done: int) -> _Pos:
         if opener.grammar is None:  # one tag, nothing left to write of its begin
             return self._content(opener.alternatives[b""], tags_done)
         return _Pos(OPEN, tags_done, opener=opener, sub=opener.grammar.new_matcher())
