@@ -8,6 +8,8 @@ request alone with an abort naming the problem (status 400).
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 from radixgen.constrained import GrammarCompiler
 from radixgen.constrained.json_schema import NO_LIMITS, JsonOptions
 from radixgen.constrained.mask import pack_ids
+from radixgen.constrained.tag_grammar import TagCompiler
 
 from .config import EngineConfig
 from .request import Req
@@ -28,10 +31,16 @@ class Constraints:
     def __init__(self, tokenizer: Any, config: EngineConfig):
         self.tokenizer, self.config = tokenizer, config
         self._compiler: GrammarCompiler | None = None  # built on first use: the vocabulary scan costs
+        self._tags: TagCompiler | None = None  # structural tags, their parts compiled by _compiler
+        self._lock = threading.RLock()  # the server's thread may ask for a compile too (submit_spec)
         self._stop_rows: dict[tuple[str, ...], torch.Tensor] = {}
 
     @property
     def compiler(self) -> GrammarCompiler:
+        with self._lock:
+            return self._make_compiler()
+
+    def _make_compiler(self) -> GrammarCompiler:
         if self._compiler is None:
             self._compiler = GrammarCompiler(self.tokenizer, self.config.grammar_cache_size,
                                              self.config.grammar_compile_timeout_s,
@@ -46,8 +55,17 @@ class Constraints:
             self._compiler.shutdown()
 
     def submit(self, req: Req) -> None:
-        kind, spec = req.params.grammar
-        req.grammar_future = self.compiler.submit(kind, spec)
+        req.grammar_future = self.submit_spec(*req.params.grammar)
+
+    def submit_spec(self, kind: str, spec: Any) -> "Future[Any]":
+        """Compile (kind, spec) on the compiler's threads -> a future grammar (cached for the next
+        asker). Thread-safe: the server checks a spec with it before the request is made."""
+        if kind != "structural_tag":
+            return self.compiler.submit(kind, spec)
+        with self._lock:
+            if self._tags is None:
+                self._tags = TagCompiler(self.compiler.submit, self.compiler.token_vocab)
+        return self._tags.submit(spec)
 
     def resolve(self, req: Req) -> str | None:
         """For a request whose compile finished: attach its matcher; returns an error message instead

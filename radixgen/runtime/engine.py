@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from .config import EngineConfig
@@ -278,11 +279,19 @@ class Engine:
             for rid in left:
                 self.abort(rid)
 
-    def apply_chat_template(self, messages: list[dict]) -> list[int]:
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """Token ids of `messages` rendered by the model's chat template; `tools` (OpenAI tool
+        definitions) are handed to templates that render them (transformers' `tools=`)."""
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        extra = {"tools": tools} if tools else {}
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def compile_grammar(self, kind: str, spec: Any) -> "Future[Any]":
+        """Compile a grammar spec ahead of the request that will use it (thread-safe): its future
+        fails with ValueError naming what is wrong, and the grammar is cached for the request."""
+        return self.core.constraints.submit_spec(kind, spec)
 
     def chat(self, messages: list[dict] | list[list[dict]], sampling_params: Any = None, **kwargs: Any) -> Any:
         """One conversation -> a dict; a list of conversations -> a list. Uses the chat template."""

@@ -105,10 +105,11 @@ def test_unknown_fields_are_ignored(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("field, value", [("tools", [{"type": "function", "function": {"name": "f"}}]),
-                                          ("best_of", 3), ("suffix", "x")])
+                                          ("functions", [{"name": "f"}]), ("best_of", 3), ("suffix", "x")])
 def test_fields_that_cannot_be_honoured_are_refused(client: httpx.Client, field, value) -> None:
-    """A field that would change the answer is a 400 naming it, never a silent 200."""
-    route, body = (("/v1/completions", {"prompt": "a"}) if field in ("best_of", "suffix") else
+    """A field that would change the answer is a 400 naming it, never a silent 200 (tools: on
+    /v1/completions; chat completions serve them, tests/server/test_server_tools.py)."""
+    route, body = (("/v1/completions", {"prompt": "a"}) if field in ("best_of", "suffix", "tools") else
                    ("/v1/chat/completions", {"messages": MSG}))
     r = client.post(route, json={**body, "max_tokens": 2, field: value})
     assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text

@@ -21,12 +21,11 @@ from .errors import APIError
 SAMPLING_NAMES = frozenset(f.name for f in dataclasses.fields(SamplingParams)) | frozenset(ALIASES)
 # Fields of the protocol itself (or mapped by hand below), never handed to SamplingParams as they are.
 PROTOCOL_FIELDS = frozenset({"model", "stream", "stream_options", "prompt", "messages", "echo", "logprobs",
-                             "top_logprobs", "response_format"})
+                             "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls"})
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 # OpenAI fields that would change the answer and that this server cannot honour yet: a 400 naming
 # the field, never a 200 that silently differs. The value given is refused unless it is the no-op.
-UNSUPPORTED_FIELDS = {"best_of": lambda v: v in (None, 1), "tools": lambda v: not v,
-                      "tool_choice": lambda v: v in (None, "none"), "functions": lambda v: not v,
+UNSUPPORTED_FIELDS = {"best_of": lambda v: v in (None, 1), "functions": lambda v: not v,
                       "function_call": lambda v: v in (None, "none"), "suffix": lambda v: not v,
                       "audio": lambda v: v is None, "modalities": lambda v: v in (None, ["text"]),
                       "prediction": lambda v: v is None}
@@ -41,7 +40,8 @@ class StreamOptions(OpenAIModel):
 
 
 class ResponseFormat(OpenAIModel):
-    type: Literal["text", "json_object", "json_schema"]
+    """OpenAI's formats, and SGLang's structural tag (`structures` + `triggers`, or `format`)."""
+    type: Literal["text", "json_object", "json_schema", "structural_tag"]
     json_schema: dict[str, Any] | None = None
 
 
@@ -69,6 +69,8 @@ class CompletionRequest(CommonRequest):
 class ChatMessage(OpenAIModel):
     role: str
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None                 # a tool result: the call it answers
 
 
 class ChatCompletionRequest(CommonRequest):
@@ -77,6 +79,9 @@ class ChatCompletionRequest(CommonRequest):
     logprobs: bool = False           # chat: whether to return logprobs at all
     top_logprobs: int | None = None
     response_format: ResponseFormat | None = None
+    tools: list[Any] | None = None      # checked by tools.parse_tools, which names what is wrong
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
 
 def sampling_kwargs(body: CommonRequest) -> tuple[dict[str, Any], list[str]]:
@@ -108,6 +113,8 @@ def response_format_kwargs(fmt: ResponseFormat | None) -> dict[str, Any]:
         return {}
     if fmt.type == "json_object":
         return {"json_schema": json.dumps({"type": "object"})}
+    if fmt.type == "structural_tag":  # checked when compiled (constrained/structural_tag.py)
+        return {"structural_tag": json.dumps(fmt.model_dump(exclude_none=True))}
     schema = (fmt.json_schema or {}).get("schema")
     if not isinstance(schema, dict):
         raise APIError(400, "response_format.json_schema.schema must be a JSON schema object",

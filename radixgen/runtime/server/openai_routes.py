@@ -1,6 +1,8 @@
 """OpenAI routes: /v1/models, /v1/completions, /v1/chat/completions (plain and SSE streaming)."""
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 import uuid
@@ -11,7 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from jinja2 import TemplateError
 
+from radixgen.runtime.sampling_params import GRAMMAR_KINDS
+
 from . import openai_protocol as proto
+from . import tool_calls, tools
 from .errors import APIError, json_error_event
 from .generation import (SSE_DONE, GenRequest, SSEResponse, Stream, StreamChunk, make_sampling_params,
                          run_to_completion, sse)
@@ -20,7 +25,7 @@ from .state import ServerState, get_state
 log = logging.getLogger("radixgen.server")
 router = APIRouter(prefix="/v1")
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
-PieceFn = Callable[[StreamChunk], "dict[str, Any] | None"]  # one engine chunk -> one SSE choice, or nothing
+PieceFn = Callable[[StreamChunk], Any]  # one engine chunk -> an SSE choice, a list of them, or None
 
 
 @dataclass
@@ -67,6 +72,8 @@ def _prepare(state: ServerState, body: proto.CommonRequest, route: str) -> dict[
 @router.post("/completions")
 async def completions(body: proto.CompletionRequest, request: Request) -> Any:
     state = get_state(request)
+    if body.model_extra and body.model_extra.keys() & {"tools", "tool_choice"}:
+        raise APIError(400, "tools are supported on /v1/chat/completions only", param="tools")
     kwargs = _prepare(state, body, COMPLETIONS)
     if body.logprobs is not None:
         kwargs.update(return_logprob=True, top_logprobs_num=body.logprobs)
@@ -119,21 +126,43 @@ async def chat_completions(body: proto.ChatCompletionRequest, request: Request) 
     kwargs = _prepare(state, body, CHAT)
     kwargs.update(proto.chat_logprob_kwargs(body))
     kwargs.update(proto.response_format_kwargs(body.response_format))
-    input_ids = _apply_template(state, body.messages)
+    tool_req = tools.parse_tools(body.tools, body.tool_choice, body.parallel_tool_calls)
+    tag = tools.tool_structural_tag(tool_req) if tool_req is not None else None
+    if tag is not None:
+        if any(k in kwargs for k in GRAMMAR_KINDS):
+            raise APIError(400, "tools cannot be combined with response_format or another grammar "
+                           "(regex, json_schema, ...) unless tool_choice is 'none'", param="tools")
+        kwargs["structural_tag"] = json.dumps(tag)
+    if "structural_tag" in kwargs:
+        await _check_grammar(state, kwargs["structural_tag"], "tools" if tag is not None else "response_format")
+    input_ids = _apply_template(state, body.messages, tool_req)
     if not proto.has_max_tokens(kwargs):  # OpenAI's chat default: as long as the context allows
         kwargs["max_new_tokens"] = max(1, state.context_length - len(input_ids))
     call = _call(state, body, kwargs, True, 1, CHAT, text=None, ids=input_ids)
+    with_tools = tool_req is not None and tool_req.active
     if body.stream:
-        return await _stream(call, _chat_piece)
+        return await _stream(call, tool_calls.stream_piece() if with_tools else _chat_piece)
     results = await _complete(call, request)
     choices = [{"index": i, "message": {"role": "assistant", "content": item["text"]},
                 "logprobs": proto.chat_logprobs(item["meta_info"]),
                 "finish_reason": proto.finish_reason(item["meta_info"]),
                 "matched_stop": proto.matched_stop(item["meta_info"])} for i, item in enumerate(results)]
+    if with_tools:
+        choices = [tool_calls.with_tool_calls(c) for c in choices]
     return _respond(call, choices, results)
 
 
-def _apply_template(state: ServerState, messages: list[proto.ChatMessage]) -> list[int]:
+async def _check_grammar(state: ServerState, spec: str, param: str) -> None:
+    """Compile the request's structural tag before answering, so a bad one is a 400 (also when
+    streaming); the engine then finds it compiled."""
+    try:
+        await asyncio.wrap_future(state.engine.compile_grammar("structural_tag", spec))
+    except ValueError as exc:
+        raise APIError(400, f"invalid {param}: {exc}", param=param) from exc
+
+
+def _apply_template(state: ServerState, messages: list[proto.ChatMessage],
+                    tool_req: tools.ToolRequest | None) -> list[int]:
     plain = []
     for i, m in enumerate(messages):
         msg = m.model_dump(exclude_none=True)
@@ -142,8 +171,10 @@ def _apply_template(state: ServerState, messages: list[proto.ChatMessage]) -> li
                 raise APIError(400, "only text content parts are supported", param=f"messages.{i}.content")
             msg["content"] = "".join(str(part.get("text", "")) for part in m.content)
         plain.append(msg)
+    native = tools.template_has_tools(getattr(state.engine.tokenizer, "chat_template", None))
+    plain, tool_defs = tools.render_messages(plain, tool_req, native)
     try:
-        return state.engine.apply_chat_template(plain)
+        return state.engine.apply_chat_template(plain, tools=tool_defs)
     except TemplateError as exc:  # templates raise for roles or orders they do not allow
         raise APIError(400, f"the chat template refused the messages: {exc}", param="messages") from exc
 
@@ -201,8 +232,8 @@ async def _events(call: Call, stream: Stream, piece: PieceFn) -> AsyncIterator[b
             continue
         if chunk.finished:
             finals[chunk.index] = chunk.meta
-        choice = piece(chunk)
-        if choice is not None:
+        choices = piece(chunk)  # one choice, several (tool call deltas) or none
+        for choice in choices if isinstance(choices, list) else [choices] if choices is not None else []:
             yield sse(call.envelope([choice], chunk=True))
     if call.include_usage and len(finals) == len(call.gen.expanded_rids):
         metas = [finals[i] for i in sorted(finals)]
