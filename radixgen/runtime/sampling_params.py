@@ -25,6 +25,7 @@ MAX_STOP_STRINGS, MAX_STOP_LENGTH = 32, 512   # per request: each stop string is
 MAX_LOGIT_BIAS = 1024                           # entries per request; each value in [-100, 100] (OpenAI)
 GRAMMAR_KINDS = ("regex", "json_schema", "choices", "structural_tag")  # at most one per request
 SEED_RANGE = (-(2 ** 63), 2 ** 64)              # what torch.Generator.manual_seed takes
+GREEDY_TEMPERATURE = 1e-6                       # below it (SGLang: 1e-6 too) sampling is argmax
 
 
 @dataclass(init=False)
@@ -125,7 +126,9 @@ class SamplingParams:
 
     @property
     def is_greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        # A temperature this small is greedy in all but name, and dividing logits by it overflows
+        # float32 (4e-293 made every probability NaN and sampled token 0 through a grammar mask).
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
 
     @property
     def grammar(self) -> tuple[str, Any] | None:
