@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .meta import AttnMeta
+from . import reference
 from .reference import argmax
 from .triton_mask import apply_token_bitmask
 
@@ -202,6 +203,8 @@ def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     Split-K: each (request, kv head) is cut into `splits` key slices whose partial softmaxes are
     merged by log-sum-exp, so a few long requests still fill the GPU."""
     _check(q, k_pool, v_pool)
+    if meta.window:  # the kernels have no sliding window yet: the torch reference masks it
+        return reference.decode_attention(q, k_pool, v_pool, meta, sm_scale)
     b, h, d = q.shape
     kvh = k_pool.shape[1]
     block_d = triton.next_power_of_2(d)
@@ -226,6 +229,8 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
                      meta: AttnMeta, sm_scale: float) -> torch.Tensor:
     """q: [T, H, D] new tokens (K/V already in the pool), prefix + causal -> [T, H, D]."""
     _check(q, k_pool, v_pool)
+    if meta.window:
+        return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)
     t, h, d = q.shape
     out = _alloc(*q.shape, dtype=q.dtype, device=q.device)
     if t == 0:
