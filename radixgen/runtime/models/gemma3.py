@@ -38,6 +38,12 @@ def gemma2_arch(config: Any) -> ModelArch:
     raise AssertionError("unreachable")
 
 
+def gemma3_multimodal_arch(config: Any) -> ModelArch:
+    refuse(config, "the multimodal Gemma 3 checkpoint (vision tower; text-only gemma3_text models such as "
+                   "Gemma 3 270M / 1B are supported)")
+    raise AssertionError("unreachable")
+
+
 class Gemma3DecoderLayer(nn.Module):
     """x + post_attn_norm(attn(input_norm(x))), then + post_ff_norm(mlp(pre_ff_norm(.)))."""
 

@@ -31,7 +31,8 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family(llama.LlamaForCausalLM, qwen.qwen3_arch),
     "phi3": Family(phi3.Phi3ForCausalLM, phi3.phi3_arch),
     "gemma3_text": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_arch, gemma3.CHAT_TEMPLATE, gemma3.STOP_TOKENS),
-    "gemma2": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma2_arch),  # refused, naming the feature
+    "gemma3": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_multimodal_arch),  # refused, naming why
+    "gemma2": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma2_arch),              # refused, naming why
 }
 
 
