@@ -68,7 +68,12 @@ def hf_argmax_path(model, prompt: list[int], output: list[int], eos: list[int]) 
     return logits.argmax(-1).tolist()
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+# A case takes 5-20 s on the shared 2-core machine: Mistral (sliding window, chunks, radix hits) runs
+# in the fast suite, the other families with the slow ones.
+PARITY_CASES = [name if name == "mistral" else pytest.param(name, marks=pytest.mark.slow) for name in FAMILIES]
+
+
+@pytest.mark.parametrize("name", PARITY_CASES)
 def test_family_greedy_tokens_match_transformers(name, tmp_path, tokenizer):
     model = save_tiny(name, tmp_path, tokenizer)
     if name == "qwen2":
@@ -76,8 +81,9 @@ def test_family_greedy_tokens_match_transformers(name, tmp_path, tokenizer):
     eos = model.generation_config.eos_token_id
     eos = eos if isinstance(eos, list) else [eos]
     params = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    # one thread: these matmuls are tiny, and two OpenMP threads on a busy shared machine wait on each other
     with radixgen.Engine(model=str(tmp_path), dtype="float32", chunked_prefill_size=16, max_total_tokens=4000,
-                         skip_warmup=True) as engine:
+                         skip_warmup=True, num_threads=1) as engine:
         assert set(eos) <= engine.core.eos_ids
         for round_ in range(2):  # the second round's prompts are in the radix cache
             outs = engine.generate(input_ids=prompts(), sampling_params=params)
