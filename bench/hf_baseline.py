@@ -21,8 +21,12 @@ def in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(body).result()
 
 
-def hf_generate(model, prompts: list[list[int]], eos_id: int, max_new: int, batch: int = 64) -> list[list[int]]:
-    """Outputs per prompt, each cut after its first EOS (counted, as radixgen counts it)."""
+def hf_generate(model, prompts: list[list[int]], eos_id: int | list[int], max_new: int,
+                batch: int = 64) -> list[list[int]]:
+    """Outputs per prompt, each cut after its first EOS (counted, as radixgen counts it); eos_id may be
+    a list (the first pads)."""
+    eos_ids = eos_id if isinstance(eos_id, list) else [eos_id]
+    eos_id = eos_ids[0]
     outs: list[list[int]] = []
     for i in range(0, len(prompts), batch):
         chunk = prompts[i: i + batch]
@@ -31,7 +35,7 @@ def hf_generate(model, prompts: list[list[int]], eos_id: int, max_new: int, batc
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
         with torch.inference_mode():
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=eos_id)
+                                 pad_token_id=eos_id, eos_token_id=eos_ids)
         for row in gen[:, width:].tolist():
-            outs.append(row[: next((k + 1 for k, t in enumerate(row) if t == eos_id), len(row))])
+            outs.append(row[: next((k + 1 for k, t in enumerate(row) if t in eos_ids), len(row))])
     return outs

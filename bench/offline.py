@@ -6,9 +6,10 @@ shut down, so one system at a time holds the cores) transformers. With --repeat 
 N times and the table gives medians: on this shared machine either system's time moves by +-30%
 over minutes, so one pair's ratio says little on its own.
 
-    python bench/offline.py [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256] [--skip-hf] [--repeat N]
+    python bench/offline.py [--model PATH|gemma3-270m] [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256]
+                            [--skip-hf] [--repeat N]
 
-Prints a table and writes bench/results/offline.{json,png}.
+Prints a table and writes bench/results/offline.{json,png} (offline-<model>.{json,png} with --model).
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from radixgen.cli import seed_messages
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_hf(model, prompts: list[list[int]], eos_id: int, max_new: int) -> tuple[float, int]:
+def run_hf(model, prompts: list[list[int]], eos_ids: list[int], max_new: int) -> tuple[float, int]:
     start = time.perf_counter()
-    outs = hf_generate(model, prompts, eos_id, max_new)
+    outs = hf_generate(model, prompts, eos_ids, max_new)
     return time.perf_counter() - start, sum(map(len, outs))
 
 
@@ -43,11 +44,13 @@ def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[fl
 
 def radixgen_fresh(args: argparse.Namespace, n: int) -> tuple[tuple[float, int], dict]:
     """n requests on a fresh engine, then shut down: (seconds, tokens) and what transformers needs."""
-    engine = radixgen.Engine(dtype=args.dtype, num_threads=args.threads)
+    engine = radixgen.Engine(args.model, dtype=args.dtype, num_threads=args.threads)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
     engine.flush_cache()  # the run starts cold: no reuse of the warm-up's prompts
     # transformers gets the very token ids radixgen's chat template makes
-    info = {"dtype": engine.core.runner.dtype, "model_dir": engine.model_path, "eos": engine.tokenizer.eos_token_id,
+    # the same stop ids as radixgen's (Gemma 3 ends a turn with <end_of_turn>, not only <eos>)
+    eos = [engine.tokenizer.eos_token_id] + sorted(engine.core.eos_ids - {engine.tokenizer.eos_token_id})
+    info = {"dtype": engine.core.runner.dtype, "model_dir": engine.model_path, "eos": eos,
             "prompts": [engine.apply_chat_template(c) for c in seed_messages(n)]}
     run = run_radixgen(engine, seed_messages(n), args.max_new_tokens)
     print(f"{n:>5} reqs  radixgen {run[0]:7.2f} s {run[1] / run[0]:7.1f} tok/s", flush=True)
@@ -59,6 +62,7 @@ def radixgen_fresh(args: argparse.Namespace, n: int) -> tuple[tuple[float, int],
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="HF dir, .gguf file or packaged name (default: bundled SmolLM2)")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--sizes", default="4,8,16,32,64,256")
     ap.add_argument("--max-new-tokens", type=int, default=128)
@@ -87,7 +91,7 @@ def main() -> None:
             hf[-1].append(in_own_thread(run_hf, model, info["prompts"], info["eos"], args.max_new_tokens))
             print(f"{n:>5} reqs  HF {hf[-1][-1][0]:7.2f} s | x{hf[-1][-1][0] / rg_run[0]:.2f}  (round {rnd + 1})", flush=True)
     rows = [summarize(n, [r[i] for r in rg], [h[i] for h in hf]) for i, n in enumerate(sizes)]
-    print(f"\nseed workload, {info['dtype']}, greedy, max_new_tokens={args.max_new_tokens}, "
+    print(f"\nseed workload on {args.model or 'SmolLM2-135M'}, {info['dtype']}, greedy, max_new_tokens={args.max_new_tokens}, "
           f"{torch.get_num_threads()} threads, {args.repeat} round(s): medians")
     print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up | per-round speed-ups |")
     print("|---:|---:|---:|---:|---:|---:|---|")
@@ -96,8 +100,10 @@ def main() -> None:
         print(f"| {r['requests']} | {r['hf_s']:.2f} | {r['hf_tok_s']:.1f} | {r['rg_s']:.2f} | {r['rg_tok_s']:.1f} | "
               f"{r['speedup']:.2f}x | {spread} |")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "offline.json").write_text(json.dumps({"dtype": str(info["dtype"]), "rows": rows}, indent=2))
-    plot(rows, str(info["dtype"]))
+    stem = "offline" if args.model is None else f"offline-{Path(args.model).stem}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"dtype": str(info["dtype"]), "model": args.model,
+                                                      "rows": rows}, indent=2))
+    plot(rows, str(info["dtype"]), stem)
 
 
 def summarize(n: int, rg: list[tuple[float, int]], hf: list[tuple[float, int]]) -> dict:
@@ -110,7 +116,7 @@ def summarize(n: int, rg: list[tuple[float, int]], hf: list[tuple[float, int]]) 
             "hf_tok_s": med([h[1] / h[0] for h in hf]), "speedup": med(speedups), "speedups": speedups}
 
 
-def plot(rows: list[dict], dtype: str) -> None:
+def plot(rows: list[dict], dtype: str, stem: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -126,7 +132,7 @@ def plot(rows: list[dict], dtype: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "offline.png", dpi=120)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def load_library() -> ctypes.CDLL | None:
         return None
     lib.rg_attention.restype = ctypes.c_int
     lib.rg_attention.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
-                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, _int, _int]
+                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, _i64, _int, _int]
     lib.rg_gather_kv.restype = None
     lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
@@ -152,7 +152,7 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
         _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
         k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
         table.data_ptr(), table.stride(0), rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(),
-        rows.numel(), h, kvh, d, sm_scale, splits, int(q.dtype == torch.bfloat16), _threads())
+        rows.numel(), h, kvh, d, sm_scale, meta.window, splits, int(q.dtype == torch.bfloat16), _threads())
     assert rc == 0, "shape checks in _can_stream and the kernel disagree"
     return out.to(q.dtype)
 
@@ -192,7 +192,7 @@ def _sdpa_extend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
         qp = q.new_zeros(b, meta.max_extend, *q.shape[1:])
         qp[b_idx, i_idx] = q
     k, v = _gather_kv(k_pool, v_pool, meta)
-    if int(meta.prefix_lens.max()) == 0:
+    if int(meta.prefix_lens.max()) == 0 and meta.window == 0:
         # No prefix: query i sees keys <= i, SDPA's own (top-left) causal mask; padded keys are zero
         # and seen only by padded queries, which are dropped.
         out = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, is_causal=True,

@@ -35,16 +35,20 @@ struct Args {
   const int32_t* req_to_slot; int64_t table_stride;
   const int64_t* req_rows; const int64_t* prefix_lens; const int64_t* extend_start;
   int64_t H, KVH, D, splits; float sm_scale;
+  int64_t window;  // sliding window (keys a row sees, itself included); 0 = every earlier key
   bool q_is_bf16;  // q's fp32 values are exact bf16 (a bf16 model): enables the vdpbf16ps kernel
 };
 
 // What one task computes: the g query heads of kv head kvh for the tile's tokens. Row r is (new
-// token r / g of the tile, query head kvh * g + r % g) and sees keys 0 ..= last0 + r / g (causal).
-// Keys are visited from lo to hi (one split of the keys the tile's last token sees).
+// token r / g of the tile, query head kvh * g + r % g) and sees keys first(r) ..= last0 + r / g
+// (causal; first(r) > 0 only under a sliding window). Keys are visited from lo to hi (one split of
+// the keys the tile's tokens see).
 struct Task {
   int64_t g, rows, head0, tok0, last0, lo, hi;  // last0: the tile's first token's last key
+  int64_t window;                               // 0 = none
   const int32_t* slots;                         // the request's req_to_slot row
   int64_t limit(int64_t r) const { return last0 + r / g; }
+  int64_t first(int64_t r) const { return window > 0 ? std::max<int64_t>(0, limit(r) - window + 1) : 0; }
   const float* q_row(const Args& a, int64_t r) const {
     return a.q + ((tok0 + r / g) * a.H + head0 + r % g) * a.D;
   }
@@ -56,9 +60,10 @@ inline Task make_task(const Args& a, const Tile& tile, int64_t kvh, int64_t spli
   t.tok0 = a.extend_start[tile.b] + tile.first;
   t.last0 = a.prefix_lens[tile.b] + tile.first;
   t.slots = a.req_to_slot + a.req_rows[tile.b] * a.table_stride;
-  const int64_t key_end = t.last0 + tile.count;
-  const int64_t chunk = ((key_end + a.splits - 1) / a.splits + block - 1) / block * block;
-  t.lo = split * chunk; t.hi = std::min(key_end, t.lo + chunk);
+  t.window = a.window;
+  const int64_t key_end = t.last0 + tile.count, key_begin = t.first(0);  // row 0 sees the earliest keys
+  const int64_t chunk = ((key_end - key_begin + a.splits - 1) / a.splits + block - 1) / block * block;
+  t.lo = key_begin + split * chunk; t.hi = std::min(key_end, t.lo + chunk);
   return t;
 }
 
@@ -92,11 +97,11 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
   alignas(64) float qs[MAX_ROWS][MAX_D], acc[MAX_ROWS][MAX_D], s[MAX_ROWS][KB];
   alignas(64) float kbuf[KB][MAX_D], vbuf[KB][MAX_D];  // the block's keys and values in fp32
   float m[MAX_ROWS], l[MAX_ROWS];
-  int64_t limit[MAX_ROWS];
+  int64_t limit[MAX_ROWS], first[MAX_ROWS];
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = task.q_row(a, r);
     for (int d = 0; d < D; ++d) { qs[r][d] = src[d] * a.sm_scale; acc[r][d] = 0.f; }
-    m[r] = -INFINITY; l[r] = 0.f; limit[r] = task.limit(r);
+    m[r] = -INFINITY; l[r] = 0.f; limit[r] = task.limit(r); first[r] = task.first(r);
   }
   const T* kbase = static_cast<const T*>(a.k_pool) + kvh * a.head_stride;
   const T* vbase = static_cast<const T*>(a.v_pool) + kvh * a.head_stride;
@@ -107,12 +112,12 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       load_row(kbase + slots[j0 + t] * a.slot_stride, kbuf[t], D);
       load_row(vbase + slots[j0 + t] * a.slot_stride, vbuf[t], D);
     }
-    for (int64_t r = 0; r < rows; ++r) {  // scores, -inf where the key is in row r's future
-      for (int t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {  // scores, -inf where the key is in row r's future (or
+      for (int t = 0; t < n; ++t) {         // before its window)
         float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
         for (int d = 0; d < D; ++d) dot += qs[r][d] * kbuf[t][d];
-        s[r][t] = j0 + t <= limit[r] ? dot : -INFINITY;
+        s[r][t] = j0 + t <= limit[r] && j0 + t >= first[r] ? dot : -INFINITY;
       }
     }
     for (int64_t r = 0; r < rows; ++r) {  // online softmax, then weights times values
@@ -188,15 +193,17 @@ extern "C" {
 
 // q: fp32 [T, H, D]; out: fp32 [T, H, D]; partial: fp32 [T, H, splits, D + 2] when splits > 1.
 // Pools [S, KVH, D] with element strides (slot_stride, head_stride), dtype 0 = fp32, 1 = bf16.
+// window > 0: each token sees only its last `window` keys (itself included), as transformers' sliding window.
 // Returns 0, or 1 when a shape is past the kernel's fixed limits (the caller then uses torch).
 int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
                  const void* k_pool, const void* v_pool, int64_t slot_stride, int64_t head_stride,
                  const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
                  const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch,
-                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t splits, int q_is_bf16,
-                 int threads) {
+                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t window, int64_t splits,
+                 int q_is_bf16, int threads) {
   const int64_t g = H / KVH;
-  if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1) return 1;
+  if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1 || window < 0)
+    return 1;
   std::vector<int64_t> extend_start(batch);
   std::vector<Tile> tiles;
   const int64_t tokens_per_tile = MAX_ROWS / g;
@@ -208,7 +215,7 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
     total += extend_lens[b];
   }
   const Args a{q, out, partial, k_pool, v_pool, slot_stride, head_stride, req_to_slot, table_stride,
-               req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale,
+               req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale, window,
                q_is_bf16 != 0};
   if (pool_dtype == 0) run<float>(a, tiles, threads); else run<uint16_t>(a, tiles, threads);
   if (splits > 1) {

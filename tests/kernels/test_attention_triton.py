@@ -2,6 +2,7 @@
 conftest.py), on the GPU where there is one. Output buffers are NaN-poisoned to catch gaps."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,8 +14,9 @@ from radixgen.kernels import get_backend, reference
 DTYPES = [torch.float32, torch.bfloat16]
 
 
-def run_both(kernels, case: Case, dtype: torch.dtype, device: torch.device):
+def run_both(kernels, case: Case, dtype: torch.dtype, device: torch.device, window: int = 0):
     q, k_pool, v_pool, meta = make(case, dtype, device)
+    meta = dataclasses.replace(meta, window=window)
     scale = 1 / math.sqrt(case.head_dim)
     name = "decode_attention" if meta.is_decode else "extend_attention"
     got = getattr(kernels, name)(q, k_pool, v_pool, meta, scale)
@@ -29,6 +31,14 @@ def test_decode(triton_kernels, case, dtype, device, poison):
     poison(triton_kernels)
     got, want = run_both(triton_kernels, case, dtype, device)
     torch.testing.assert_close(got, want, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("window", [1, 5, 40])
+@pytest.mark.parametrize("case", DECODE_CASES[1:5] + EXTEND_CASES[1:4], ids=str)
+def test_sliding_window(triton_kernels, case, window, device, poison):
+    poison(triton_kernels)
+    got, want = run_both(triton_kernels, case, torch.float32, device, window)
+    torch.testing.assert_close(got, want, **tolerance(torch.float32))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -1,215 +1,72 @@
-"""Llama-family decoder (Llama, Mistral, Qwen2, SmolLM2) over flat token batches and the paged KV pool.
+"""Llama and the decoders built like it (SmolLM2, Llama 3.x, Mistral, Qwen2/3, Phi-3 share this
+class; Gemma 3 subclasses it). The layers live in layers.py, the registry in registry.py.
 
 A forward takes T tokens from many requests at once (`input_ids`, `positions`: [T]); attention reads
 and writes the shared pool through `AttnMeta` (see radixgen.kernels.meta). q/k/v and gate/up are
-fused into one matmul each at load time. The element-wise work (residual add + RMSNorm, rotary +
-KV write, SiLU * up) goes through `ctx.ops`: kernels.layer_ops (torch) or its fused CPU version.
-The residual stream is carried beside the normed activations, vLLM-style, so each residual add is
-fused with the norm that follows it.
+fused into one matmul each at load time.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from radixgen.kernels import AttnMeta
-from radixgen.kernels import cpu_layer_ops
+from .arch import ModelArch, base_arch, refuse
+from .layers import DecoderLayer, ForwardContext, RMSNorm
+from .linear import Linear, can_prepack, padded_rows
+from .rotary import check_rope, rope_cos_sin
 
-SUPPORTED = ("llama", "mistral", "qwen2")
-
-
-@dataclass(frozen=True)
-class ModelArch:
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    rms_norm_eps: float
-    qkv_bias: bool
-    tie_word_embeddings: bool
-    max_position_embeddings: int
-
-    @classmethod
-    def from_hf(cls, config: Any) -> "ModelArch":
-        if config.model_type not in SUPPORTED:
-            raise ValueError(f"model type {config.model_type!r} is not supported (supported: {', '.join(SUPPORTED)})")
-        heads = config.num_attention_heads
-        return cls(
-            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size, num_layers=config.num_hidden_layers,
-            num_heads=heads, num_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
-            head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
-            rms_norm_eps=config.rms_norm_eps,
-            qkv_bias=config.model_type == "qwen2" or bool(getattr(config, "attention_bias", False)),
-            tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-            max_position_embeddings=config.max_position_embeddings)
+__all__ = ["Linear", "can_prepack", "padded_rows", "ForwardContext", "ModelArch", "rope_cos_sin",
+           "LlamaForCausalLM", "llama_arch"]
 
 
-@dataclass
-class ForwardContext:
-    """What attention needs for one forward; passed down as an argument, never stored globally."""
-    meta: AttnMeta
-    k_pool: torch.Tensor      # [L, S, KVH, D]
-    v_pool: torch.Tensor      # [L, S, KVH, D]
-    backend: ModuleType       # write_kv / decode_attention / extend_attention
-    ops: ModuleType           # add_rmsnorm / rope_write_kv / silu_mul (kernels.layer_ops or fused)
-    cos: torch.Tensor | None = None  # [T, D] rotary rows of this forward's positions, model dtype
-    sin: torch.Tensor | None = None
-
-
-def rope_cos_sin(config: Any, head_dim: int, max_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin: float32 [max_pos, head_dim], with the config's theta and scaling (via transformers)."""
-    params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    theta = params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
-    if rope_type == "default":
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
-        scale = 1.0
-    else:
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-        if rope_type not in ROPE_INIT_FUNCTIONS:
-            raise ValueError(f"rope type {rope_type!r} is not supported")
-        inv_freq, scale = ROPE_INIT_FUNCTIONS[rope_type](config, torch.device("cpu"))
-    freqs = torch.outer(torch.arange(max_pos, dtype=torch.float32), inv_freq.float())
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos() * scale, emb.sin() * scale
-
-
-def padded_rows(m: int) -> int:
-    """Rows a prepacked matmul runs with. oneDNN JIT-builds a kernel per distinct shape (1-3 ms each,
-    more for long prefills), so M is rounded up to 8 sizes per power of two (72 up to 2048), all
-    built by `warm_up`: at most 1/8 more rows, and free for small M (decode reads the weights)."""
-    if m <= 8:
-        return m
-    step = 1 << (m.bit_length() - 4)  # m in (2^k, 2^(k+1)] -> multiples of 2^(k-3)
-    return -(-m // step) * step
-
-
-class Linear(nn.Linear):
-    """nn.Linear that can prepack its weight for oneDNN: bf16 matmuls on a CPU otherwise reorder the
-    weight on every call, and prepacked ones ran 1.5-2x faster here. Batches of up to `small_rows`
-    rows (every decode step, short prefills) go to our own AMX kernel instead, on a second packed copy
-    of the weight (the price: one more bf16 copy of the model in memory, 270 MB for SmolLM2-135M)."""
-
-    packed: torch.Tensor | None = None   # oneDNN's layout
-    small: torch.Tensor | None = None    # cpu_layer_ops.linear_small's layout
-    small_rows: int = 0
-
-    def pack(self, batch_hint: int = 64) -> None:
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), batch_hint)
-        self.small = cpu_layer_ops.pack_linear_small(self.weight)
-        self.small_rows = cpu_layer_ops.small_rows() if self.small is not None else 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            return super().forward(x)
-        m = x.shape[0]
-        # `small` is None where our kernel cannot run (no AMX / AVX512-BF16): then small_rows is 0,
-        # and a forward of 0 rows (no request wants logits) must not take that path either.
-        if self.small is not None and m <= self.small_rows:
-            return cpu_layer_ops.linear_small(x, self.small, self.bias)
-        rows = padded_rows(m)
-        if rows != m:
-            x = torch.cat([x, x.new_zeros(rows - m, x.shape[1])])
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")[:m]
-
-    def warm_up(self, max_rows: int) -> None:
-        """Build the oneDNN kernels of every padded row count up to max_rows that oneDNN will run
-        (prepacked only; row counts up to small_rows go to our kernel, which needs no build)."""
-        if self.packed is not None:
-            for m in sorted({padded_rows(m) for m in range(self.small_rows + 1, max_rows + 1)}):
-                self(self.weight.new_zeros(m, self.in_features))
-
-
-def can_prepack(device: torch.device, dtype: torch.dtype) -> bool:
-    """oneDNN prepacks bf16 weights only with AVX512-BW/VL/DQ or AVX-NE-CONVERT; on an AVX2-only CPU
-    (many AMD and older Intel parts) its reorder raises, and plain nn.Linear is the path."""
-    return device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() \
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-class RMSNorm(nn.Module):
-    """Holds the weight; the math is ctx.ops.add_rmsnorm, fused with the residual add before it."""
-
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight, self.eps = nn.Parameter(torch.ones(dim)), eps
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None,
-                ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normed residual + x, residual + x); residual None means x is the residual stream."""
-        return ctx.ops.add_rmsnorm(x, residual, self.weight, self.eps)
-
-
-class Attention(nn.Module):
-    def __init__(self, arch: ModelArch, layer_id: int):
-        super().__init__()
-        self.layer_id, self.h, self.kvh, self.d = layer_id, arch.num_heads, arch.num_kv_heads, arch.head_dim
-        self.qkv_proj = Linear(arch.hidden_size, (self.h + 2 * self.kvh) * self.d, bias=arch.qkv_bias)
-        self.o_proj = Linear(self.h * self.d, arch.hidden_size, bias=False)
-        self.scale = 1.0 / math.sqrt(self.d)
-
-    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        t = x.shape[0]
-        k_pool, v_pool = ctx.k_pool[self.layer_id], ctx.v_pool[self.layer_id]
-        q = ctx.ops.rope_write_kv(self.qkv_proj(x), ctx.cos, ctx.sin, k_pool, v_pool,  # [T, H, D]
-                                  ctx.meta.out_slots, self.h, ctx.backend.write_kv)
-        attend = ctx.backend.decode_attention if ctx.meta.is_decode else ctx.backend.extend_attention
-        out = attend(q, k_pool, v_pool, ctx.meta, self.scale)         # [T, H, D]
-        return self.o_proj(out.reshape(t, self.h * self.d))
-
-
-class MLP(nn.Module):
-    def __init__(self, arch: ModelArch):
-        super().__init__()
-        self.gate_up_proj = Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
-        self.down_proj = Linear(arch.intermediate_size, arch.hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        return self.down_proj(ctx.ops.silu_mul(self.gate_up_proj(x)))
-
-
-class DecoderLayer(nn.Module):
-    def __init__(self, arch: ModelArch, layer_id: int):
-        super().__init__()
-        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
-        self.self_attn = Attention(arch, layer_id)
-        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
-        self.mlp = MLP(arch)
-
-    def forward(self, h: torch.Tensor, residual: torch.Tensor, ctx: ForwardContext,
-                next_norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
-        """h: this layer's normed input [T, hidden]; residual: the stream before that norm.
-        Returns `next_norm` of the stream after this layer (the next layer's input) and that stream."""
-        h, residual = self.post_attention_layernorm(self.self_attn(h, ctx), residual, ctx)
-        return next_norm(self.mlp(h, ctx), residual, ctx)
+def llama_arch(config: Any) -> ModelArch:
+    """Llama 1-3.x (default, linear or llama3 rope scaling), SmolLM2; bias only where attention_bias."""
+    check_rope(config)
+    if getattr(config, "mlp_bias", False):
+        refuse(config, "mlp_bias")
+    if getattr(config, "hidden_act", "silu") != "silu":
+        refuse(config, f"hidden_act {config.hidden_act!r}")
+    return base_arch(config)
 
 
 class LlamaForCausalLM(nn.Module):
+    layer_class: type[nn.Module] = DecoderLayer
+    per_layer_rope = False  # the config's rope settings are keyed by layer type (Gemma 3)
+
     def __init__(self, arch: ModelArch, hf_config: Any, max_pos: int):
         super().__init__()
         self.arch = arch
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(arch, i) for i in range(arch.num_layers))
+        self.layers = nn.ModuleList(self.layer_class(arch, i) for i in range(arch.num_layers))
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
         self.lm_head = Linear(arch.hidden_size, arch.vocab_size, bias=False)
-        cos, sin = rope_cos_sin(hf_config, arch.head_dim, max_pos)
-        self.register_buffer("cos", cos, persistent=False)  # [max_pos, D], cast with the model
-        self.register_buffer("sin", sin, persistent=False)
+        # Rotary tables [max_pos, D] per table name, cast with the model; filled by set_rope (they are
+        # computed outside any meta-device context: transformers' rope functions cannot run on meta).
+        self.rope_names = sorted({arch.rope(i) for i in range(arch.num_layers)})
+        for name in self.rope_names:
+            self.register_buffer(f"cos_{name}", torch.zeros(max_pos, arch.head_dim), persistent=False)
+            self.register_buffer(f"sin_{name}", torch.zeros(max_pos, arch.head_dim), persistent=False)
+
+    def set_rope(self, hf_config: Any, max_pos: int) -> None:
+        """Compute the rotary tables for positions 0 .. max_pos - 1 (float32; cast with the model)."""
+        for name in self.rope_names:
+            layer_type = name if self.per_layer_rope else None
+            cos, sin = rope_cos_sin(hf_config, self.arch.head_dim, max_pos, layer_type)
+            setattr(self, f"cos_{name}", cos)
+            setattr(self, f"sin_{name}", sin)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(input_ids)  # [T, hidden]
+        return x if self.arch.embed_scale == 1.0 else x * torch.tensor(self.arch.embed_scale, dtype=x.dtype)
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         """input_ids, positions: int64 [T] -> final hidden states [T, hidden]."""
-        ctx.cos, ctx.sin = self.cos[positions], self.sin[positions]  # [T, D]
-        h, residual = self.layers[0].input_layernorm(self.embed_tokens(input_ids), None, ctx)
+        ctx.rope = {name: (getattr(self, f"cos_{name}")[positions], getattr(self, f"sin_{name}")[positions])
+                    for name in self.rope_names}  # [T, D] each
+        h, residual = self.layers[0].input_layernorm(self.embed(input_ids), None, ctx)
         norms = [layer.input_layernorm for layer in self.layers[1:]] + [self.norm]
         for layer, next_norm in zip(self.layers, norms):
             h, residual = layer(h, residual, ctx, next_norm)
@@ -253,8 +110,24 @@ class LlamaForCausalLM(nn.Module):
             linear.warm_up(max_tokens)
         self.lm_head.warm_up(max_requests)
 
+    def layer_weights(self, get: Any, p: str) -> dict[str, torch.Tensor]:
+        """One layer's tensors under our names (relative to the layer) from transformers' names under
+        prefix p, fusing q/k/v and gate/up. Families that name or fuse them otherwise override this."""
+        own = {"self_attn.qkv_proj.weight": torch.cat([get(p + f"self_attn.{n}_proj.weight") for n in "qkv"]),
+               "self_attn.o_proj.weight": get(p + "self_attn.o_proj.weight"),
+               "mlp.gate_up_proj.weight": torch.cat([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")]),
+               "mlp.down_proj.weight": get(p + "mlp.down_proj.weight"),
+               "input_layernorm.weight": get(p + "input_layernorm.weight"),
+               "post_attention_layernorm.weight": get(p + "post_attention_layernorm.weight")}
+        if self.arch.qkv_bias:
+            own["self_attn.qkv_proj.bias"] = torch.cat([get(p + f"self_attn.{n}_proj.bias") for n in "qkv"])
+        if self.arch.qk_norm:
+            own["self_attn.q_norm.weight"] = get(p + "self_attn.q_norm.weight")
+            own["self_attn.k_norm.weight"] = get(p + "self_attn.k_norm.weight")
+        return own
+
     def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Map transformers' parameter names onto ours, fusing q/k/v and gate/up."""
+        """Map transformers' parameter names onto ours (see layer_weights)."""
         own: dict[str, torch.Tensor] = {}
         get = lambda name: _take(state, name)  # noqa: E731
         own["embed_tokens.weight"] = get("model.embed_tokens.weight")
@@ -262,19 +135,16 @@ class LlamaForCausalLM(nn.Module):
         head = state.get("lm_head.weight")
         own["lm_head.weight"] = own["embed_tokens.weight"] if head is None or self.arch.tie_word_embeddings else head
         for i in range(self.arch.num_layers):
-            p, o = f"model.layers.{i}.", f"layers.{i}."
-            own[o + "self_attn.qkv_proj.weight"] = torch.cat([get(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
-            if self.arch.qkv_bias:
-                own[o + "self_attn.qkv_proj.bias"] = torch.cat([get(p + f"self_attn.{n}_proj.bias") for n in "qkv"])
-            own[o + "self_attn.o_proj.weight"] = get(p + "self_attn.o_proj.weight")
-            own[o + "mlp.gate_up_proj.weight"] = torch.cat([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")])
-            own[o + "mlp.down_proj.weight"] = get(p + "mlp.down_proj.weight")
-            own[o + "input_layernorm.weight"] = get(p + "input_layernorm.weight")
-            own[o + "post_attention_layernorm.weight"] = get(p + "post_attention_layernorm.weight")
+            own.update({f"layers.{i}.{k}": v for k, v in self.layer_weights(get, f"model.layers.{i}.").items()})
         missing, unexpected = self.load_state_dict(own, strict=False)
-        missing = [m for m in missing if m not in ("cos", "sin")]
+        missing = [m for m in missing if not m.startswith(("cos_", "sin_"))]
         if missing or unexpected:
             raise ValueError(f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if self.arch.norm_offset:  # Gemma's norms scale by (1 + w): store 1 + w, the ops multiply by it
+            with torch.no_grad():
+                for module in self.modules():
+                    if isinstance(module, RMSNorm):
+                        module.weight += self.arch.norm_offset
         if self.arch.tie_word_embeddings or head is None:
             self.lm_head.weight = self.embed_tokens.weight
 
