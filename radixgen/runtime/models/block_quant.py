@@ -13,6 +13,8 @@ does more per instruction than AVX2's u8 x s8 pair sums once the weights are no 
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,7 @@ from torch import nn
 from radixgen.kernels import cpu_quant
 from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequantize_rows
 
+log = logging.getLogger("radixgen")
 # SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
 # at 1-4 rows (lm_head 4-6x), even around 8-16, 0.5-0.8x at 32-64 (bench/quant.py --kernels).
 QUANT_MAX_ROWS = 16
@@ -122,7 +125,10 @@ def quantize_model(model: nn.Module, mode: str, blocks: dict[str, BlockWeight], 
         parent = model.get_submodule(parent_path) if parent_path else model
         linear = getattr(parent, attr)
         weight, origin = _gguf_weight(names, blocks), "GGUF's own"
-        if mode in MODE_FORMAT:
+        if mode in MODE_FORMAT and linear.in_features % cpu_quant.QK:
+            log.warning("%s: in_features %d is not a multiple of %d; it stays float", path, linear.in_features,
+                        cpu_quant.QK)
+        elif mode in MODE_FORMAT:
             want = "Q8_0" if mode == "int4" and attr == "lm_head" else MODE_FORMAT[mode]
             if weight is None or weight.fmt != want:
                 weight, origin = cpu_quant.quantize(linear.weight, want), "quantized at load"
