@@ -24,7 +24,8 @@ from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequan
 
 log = logging.getLogger("radixgen")
 # SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
-# at 1-4 rows (lm_head 4-6x), even around 8-16, 0.5-0.8x at 32-64 (bench/quant.py --kernels).
+# at 1-4 rows (lm_head 2-6x), 0.75-0.95x at 16, 0.5-0.8x at 32-512; the fp32 tiles 0.85-1.1x from 32
+# rows on (bench/quant.py --kernels).
 QUANT_MAX_ROWS = 16
 PREFILL_TILE_BYTES = 4 << 20
 # Fused linears of the model -> the HF tensors they stack along N (see LlamaForCausalLM.load_hf_state_dict).
