@@ -29,8 +29,10 @@ from .meta import AttnMeta
 write_kv = reference.write_kv
 
 _HERE = Path(__file__).parent
-# One library: attention here; fused layer ops and small-batch linears (cpu_layer_ops.py); logit ops.
-_SOURCES = [_HERE / f"{name}.cpp" for name in ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits")]
+# One library: attention here; fused layer ops and small-batch linears (cpu_layer_ops.py); logit ops;
+# block-quantized linears (cpu_quant.py).
+_SOURCES = [_HERE / f"{name}.cpp" for name in
+            ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits", "cpu_quant")]
 # Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
           "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]

@@ -10,7 +10,7 @@ from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 POLICIES = ("lpm", "fcfs")
-QUANTIZATIONS = ("none", "int8", "int4", "int8-dynamic")
+QUANTIZATIONS = ("none", "auto", "int8", "int4", "int8-dynamic")
 ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
@@ -18,7 +18,7 @@ ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
 class EngineConfig:
     model: str | None = None              # HF dir, .gguf file, or None for the bundled SmolLM2-135M-Instruct
     dtype: str = "auto"                   # auto: bf16 where the CPU has AMX/AVX512-BF16 or on CUDA, else fp32
-    quantization: str = "none"            # none | int8 | int4 | int8-dynamic: quantized linears on the CPU (models/quant.py)
+    quantization: str = "none"            # none | auto (a GGUF's own blocks) | int8 | int4 | int8-dynamic (models/block_quant.py)
     device: str = "auto"                  # auto: cuda if available, else cpu
     page_size: int = 1                    # KV slots per page
     max_total_tokens: int | None = None   # KV pool size in tokens; None: mem_fraction_static of free memory

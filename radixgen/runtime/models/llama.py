@@ -86,20 +86,24 @@ class LlamaForCausalLM(nn.Module):
                 if isinstance(module, Linear):
                     module.pack()
 
-    def quantize(self, mode: str) -> None:
-        """Swap every Linear for a QuantLinear holding its weight as `mode` (see models/quant.py);
-        "none" leaves the model as it is. With int4 the LM head gets int8: GGUF files keep it at 8 bits
-        (Q8_0 in the bundled one) and int4 lost 9% of its norm and 13 points of top-1 agreement.
-        The float weights are dropped, except the embedding table, which a tied LM head shared:
-        lookups read only T rows of it, so it stays float (113 MB fp32 for SmolLM2-135M)."""
+    def quantize(self, mode: str, blocks: dict | None = None) -> list[str]:
+        """Swap the Linears for quantized ones; returns what was swapped, for the start-up log.
+        "none" leaves the model as it is. "block": auto / int8 / int4 over our block kernels
+        (models/block_quant.py; `blocks`: the GGUF's own, by HF name). Otherwise PyTorch's kernels
+        (models/quant.py): with int4 the LM head gets int8, as GGUF files keep it at 8 bits (int4
+        lost 13 points of top-1 agreement); the embedding table stays float."""
         if mode == "none":
-            return
+            return []
+        if mode.startswith("block:"):
+            from .block_quant import quantize_model
+            return quantize_model(self, mode.removeprefix("block:"), blocks or {}, self.arch.tie_word_embeddings)
         from .quant import QuantLinear
         for parent in list(self.modules()):
             for name, child in list(parent.named_children()):
                 if isinstance(child, Linear):
                     head_mode = "int8" if mode == "int4" and child is self.lm_head else mode
                     setattr(parent, name, QuantLinear(child.weight, child.bias, head_mode))
+        return [f"all linears {mode} (torch kernels)"]
 
     def warm_up(self, max_tokens: int, max_requests: int) -> None:
         """Build every matmul kernel a forward of up to max_tokens rows (logits for up to

@@ -74,7 +74,8 @@ def serve(engine: Engine, config: ServerConfig) -> None:
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_config=None, access_log=False,
                                log_level=config.log_level, timeout_graceful_shutdown=config.graceful_timeout_s)
     log.info("serving", extra={"fields": {"url": f"http://{config.host}:{config.port}",
-                                          "model": engine.model_path, "auth": config.api_key is not None}})
+                                          "model": engine.model_path, "auth": config.api_key is not None,
+                                          **engine.core.runner.kernels}})
     _Server(uv_config, engine).run()
 
 

@@ -1,0 +1,179 @@
+"""Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0) and the CPU kernel that multiplies by them
+(cpu_quant.cpp, built into the same library as the attention kernel, see cpu.py).
+
+A weight W [N, K] is held as `BlockWeight`: qs uint8 [N, K / 32 * QB] (QB = 16 bytes of nibbles per
+block for 4-bit, 32 int8 for Q8_0, in GGUF's order), d and m fp16 [N, K / 32] (scales; mins for
+Q4_1 only). `from_gguf` repacks a GGUF tensor's raw blocks into it without rounding anything;
+`quantize` makes one from a float weight as ggml does. `gemm` runs the kernel (activations
+quantized per row and block to int8 on the fly); `dequantize` is the torch reference it is tested
+against and `dequantize_rows` the kernel's own (prefill multiplies fp32 tiles of it).
+
+RADIXGEN_QUANT_SCALAR=1 forces the kernel's plain C++ path (read when a layer is built), so the
+fallback for CPUs without AVX2 + FMA + F16C can be tested anywhere.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cpu import load_library
+
+QK = 32  # weights per block
+FORMATS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # ggml's type ids
+_QB = {"Q4_0": 16, "Q4_1": 16, "Q8_0": 32}  # quant bytes per block
+_GGUF_BLOCK = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}  # bytes per block in a GGUF file
+ISA_NAMES = {0: "scalar", 1: "avx2 (maddubs)", 2: "avx-vnni", 3: "avx512-vnni"}
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+
+
+@dataclass(frozen=True)
+class BlockWeight:
+    fmt: str              # Q4_0 | Q4_1 | Q8_0
+    qs: torch.Tensor      # uint8 [N, K / 32 * QB]
+    d: torch.Tensor       # fp16 [N, K / 32]
+    m: torch.Tensor | None  # fp16 [N, K / 32], Q4_1 only
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.d.shape[0], self.d.shape[1] * QK
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.qs, self.d, self.m) if t is not None)
+
+    def rows(self, index: torch.Tensor) -> "BlockWeight":
+        """The rows `index` (int64 [R]) of W, still quantized: a row permutation or slice is exact."""
+        return BlockWeight(self.fmt, self.qs[index], self.d[index], None if self.m is None else self.m[index])
+
+
+def cat_rows(weights: list[BlockWeight]) -> BlockWeight:
+    """Stack weights of one format along N (fused q/k/v, gate/up): exact, blocks run along K."""
+    fmt = weights[0].fmt
+    if any(w.fmt != fmt for w in weights):
+        raise ValueError(f"cannot fuse weights of formats {[w.fmt for w in weights]}")
+    m = None if weights[0].m is None else torch.cat([w.m for w in weights])
+    return BlockWeight(fmt, torch.cat([w.qs for w in weights]), torch.cat([w.d for w in weights]), m)
+
+
+def from_gguf(raw: np.ndarray, fmt: str, n: int, k: int) -> BlockWeight:
+    """A GGUF tensor's bytes (uint8, N rows of K / 32 blocks) -> BlockWeight, bit for bit."""
+    if fmt not in FORMATS:
+        raise ValueError(f"block format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
+    blocks = torch.from_numpy(np.array(raw, dtype=np.uint8).reshape(n, k // QK, _GGUF_BLOCK[fmt]))
+    d = blocks[..., 0:2].contiguous().view(torch.float16).reshape(n, k // QK)
+    m = blocks[..., 2:4].contiguous().view(torch.float16).reshape(n, k // QK) if fmt == "Q4_1" else None
+    qs = blocks[..., _GGUF_BLOCK[fmt] - _QB[fmt]:].reshape(n, -1).contiguous()
+    return BlockWeight(fmt, qs, d.contiguous(), m)
+
+
+def _pack_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """q int [N, KB, 32] in 0..15 -> uint8 [N, KB * 16]: byte j = q[j] | q[j + 16] << 4 (GGUF's order)."""
+    q = q.to(torch.uint8)
+    return (q[..., :16] | (q[..., 16:] << 4)).reshape(q.shape[0], -1).contiguous()
+
+
+def quantize(w: torch.Tensor, fmt: str) -> BlockWeight:
+    """Float W [N, K] (K % 32 == 0) -> blocks as ggml's reference quantizers make them. Q4_1 uses
+    min/max (d = (max - min) / 15, m = min): a Q4_1 GGUF's own weights come back as they were."""
+    n, k = w.shape
+    if k % QK:
+        raise ValueError(f"in_features {k} is not a multiple of the block size {QK}")
+    g = w.detach().float().reshape(n, k // QK, QK)
+    if fmt == "Q8_0":
+        d = g.abs().amax(dim=2) / 127.0
+        q = torch.round(g * torch.where(d > 0, 1.0 / d, 0.0)[..., None]).clamp(-127, 127)
+        return BlockWeight(fmt, q.to(torch.int8).view(torch.uint8).reshape(n, -1).contiguous(), d.half(), None)
+    if fmt == "Q4_1":
+        lo, hi = g.amin(dim=2), g.amax(dim=2)
+        d = (hi - lo) / 15.0
+        q = torch.round((g - lo[..., None]) * torch.where(d > 0, 1.0 / d, 0.0)[..., None]).clamp(0, 15)
+        return BlockWeight(fmt, _pack_nibbles(q), d.half(), lo.half())
+    if fmt == "Q4_0":  # the value of largest magnitude maps to -8 (ggml's quantize_row_q4_0_ref)
+        idx = g.abs().argmax(dim=2, keepdim=True)
+        d = g.gather(2, idx).squeeze(2) / -8.0
+        q = torch.floor(g * torch.where(d != 0, 1.0 / d, 0.0)[..., None] + 8.5).clamp(0, 15)
+        return BlockWeight(fmt, _pack_nibbles(q), d.half(), None)
+    raise ValueError(f"block format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
+
+
+def dequantize(w: BlockWeight) -> torch.Tensor:
+    """The float W [N, K] the blocks stand for, in torch (the kernels' reference)."""
+    n, k = w.shape
+    d = w.d.float()[..., None]                                    # [N, KB, 1]
+    if w.fmt == "Q8_0":
+        return (d * w.qs.view(torch.int8).reshape(n, -1, QK).float()).reshape(n, k)
+    b = w.qs.reshape(n, -1, 16)
+    q = torch.cat([b & 0x0F, b >> 4], dim=2).float()              # [N, KB, 32], in order
+    mn = w.m.float()[..., None] if w.fmt == "Q4_1" else -8.0 * d
+    return (d * q + mn).reshape(n, k)
+
+
+@functools.lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL | None:
+    lib = load_library()
+    if lib is None:
+        return None
+    lib.rg_quant_isa.restype = _int
+    lib.rg_quant_gemm.restype = None
+    lib.rg_quant_gemm.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int, _int]
+    lib.rg_quant_dequant.restype = None
+    lib.rg_quant_dequant.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _int, _int]
+    return lib
+
+
+def is_available() -> bool:
+    return _lib() is not None
+
+
+def force_scalar() -> bool:
+    return os.environ.get("RADIXGEN_QUANT_SCALAR", "") not in ("", "0")
+
+
+def kernel_path() -> str:
+    """The path `gemm` takes on this machine: 'avx2 (maddubs)', 'avx-vnni', ..., or 'unavailable'."""
+    lib = _lib()
+    if lib is None:
+        return "unavailable"
+    return "scalar (forced)" if force_scalar() else ISA_NAMES[int(lib.rg_quant_isa())]
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and the vector features the kernels care about, for the start-up line."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return "unknown CPU"
+    lines = info.splitlines()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
+    flags = set(next((ln for ln in lines if ln.startswith("flags")), "").split())
+    feats = [f for f in ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+             if f in flags]
+    return f"{name} ({'+'.join(feats) or 'no avx2'})"
+
+
+def _ptrs(w: BlockWeight) -> tuple[int, int, int]:
+    return w.qs.data_ptr(), w.d.data_ptr(), 0 if w.m is None else w.m.data_ptr()
+
+
+def gemm(x: torch.Tensor, w: BlockWeight, bias: torch.Tensor | None = None, scalar: bool = False) -> torch.Tensor:
+    """x fp32 [M, K] -> fp32 [M, N] = x W^T (+ bias fp32 [N]), x quantized to int8 per 32-block."""
+    n, k = w.shape
+    x = x.float().contiguous()
+    out = torch.empty(x.shape[0], n, dtype=torch.float32)
+    b = 0 if bias is None else bias.data_ptr()
+    _lib().rg_quant_gemm(FORMATS[w.fmt], *_ptrs(w), b, x.data_ptr(), out.data_ptr(), x.shape[0], n, k,
+                         int(scalar), torch.get_num_threads())
+    return out
+
+
+def dequantize_rows(w: BlockWeight, n0: int, n1: int, scalar: bool = False) -> torch.Tensor:
+    """Rows n0 .. n1 - 1 of W as fp32 [n1 - n0, K], by the kernel library (prefill tiles)."""
+    k = w.shape[1]
+    out = torch.empty(n1 - n0, k, dtype=torch.float32)
+    _lib().rg_quant_dequant(FORMATS[w.fmt], *_ptrs(w), n0, n1, k, out.data_ptr(), int(scalar),
+                              torch.get_num_threads())
+    return out

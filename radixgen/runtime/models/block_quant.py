@@ -1,0 +1,144 @@
+"""Linears and embeddings over GGUF-style block-quantized weights (kernels/cpu_quant.py), and the
+swap that puts them into a loaded Llama-family model (`quantize_model`, called by its quantize()).
+
+Modes:
+  * auto: a GGUF model keeps its own blocks (Q4_1 stays Q4_1, bit for bit, read by gguf_blocks.py),
+    the embedding table too (rows dequantized at lookup); a tensor the GGUF holds in float stays float.
+  * int8 / int4: every linear is quantized at load to Q8_0 / Q4_1 blocks (the LM head to Q8_0 with
+    int4, as GGUF files keep it); where the GGUF already holds that format, its blocks are used as
+    they are. The embedding table stays float.
+Per call, up to QUANT_MAX_ROWS rows (decode) run the integer kernel; more rows (prefill) multiply
+fp32 tiles dequantized on the fly (at most PREFILL_TILE_BYTES of them at once), since a fp32 GEMM
+does more per instruction than AVX2's u8 x s8 pair sums once the weights are no longer the bound.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixgen.kernels import cpu_quant
+from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequantize_rows
+
+log = logging.getLogger("radixgen")
+# SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
+# at 1-4 rows (lm_head 2-6x), 0.75-0.95x at 16, 0.5-0.8x at 32-512; the fp32 tiles 0.85-1.1x from 32
+# rows on (bench/quant.py --kernels).
+QUANT_MAX_ROWS = 16
+PREFILL_TILE_BYTES = 4 << 20
+# Fused linears of the model -> the HF tensors they stack along N (see LlamaForCausalLM.load_hf_state_dict).
+FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+         "self_attn.o_proj": ("self_attn.o_proj",), "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj"),
+         "mlp.down_proj": ("mlp.down_proj",)}
+MODE_FORMAT = {"int8": "Q8_0", "int4": "Q4_1"}
+QUANTIZE_LM_HEAD = True
+
+
+class BlockQuantLinear(nn.Module):
+    """y = x W^T + b with W held as blocks only (no float copy); x of any float dtype, y in x's."""
+
+    def __init__(self, weight: BlockWeight, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.weight_q = weight  # a plain attribute: model.to(dtype) must not cast the fp16 scales
+        self.bias = None if bias is None else bias.detach().float().contiguous()
+        self.scalar = cpu_quant.force_scalar()
+        self.tile_rows = max(1, PREFILL_TILE_BYTES // (4 * self.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype, m = x.dtype, x.shape[0]
+        if m == 0:
+            return x.new_empty(0, self.out_features)
+        x = x.float().contiguous()
+        if m <= QUANT_MAX_ROWS:
+            y = cpu_quant.gemm(x, self.weight_q, self.bias, self.scalar)
+        else:
+            y = self._tiled(x)
+        return y if dtype is torch.float32 else y.to(dtype)
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """x fp32 [M, K] -> [M, N] through fp32 tiles of W of tile_rows rows each."""
+        n = self.out_features
+        if n <= self.tile_rows:
+            return F.linear(x, dequantize_rows(self.weight_q, 0, n, self.scalar), self.bias)
+        out = torch.empty(x.shape[0], n, dtype=torch.float32)  # [M, N]
+        for n0 in range(0, n, self.tile_rows):
+            n1 = min(n, n0 + self.tile_rows)
+            out[:, n0:n1] = F.linear(x, dequantize_rows(self.weight_q, n0, n1, self.scalar))
+        return out if self.bias is None else out.add_(self.bias)
+
+    def dequantized(self) -> torch.Tensor:
+        return dequantize(self.weight_q)
+
+    def warm_up(self, max_rows: int) -> None:
+        """Nothing to build per shape."""
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, {self.weight_q.fmt}"
+
+
+class BlockQuantEmbedding(nn.Module):
+    """Token embeddings held as blocks; a lookup dequantizes only the T rows it reads."""
+
+    def __init__(self, weight: BlockWeight):
+        super().__init__()
+        self.weight_q = weight
+        # An empty buffer that model.to(dtype) casts: the lookups come out in the model's dtype.
+        self.register_buffer("dtype_probe", torch.zeros(0), persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Only the device and dtype of the table (what the model's prepack() asks of it)."""
+        return self.dtype_probe
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = dequantize(self.weight_q.rows(ids.reshape(-1).cpu()))       # fp32 [T, hidden]
+        return rows.to(self.dtype_probe.dtype).reshape(*ids.shape, -1)
+
+
+def _sources(model: nn.Module) -> dict[str, list[str]]:
+    """Each Linear's module path -> the HF weight names it was built from (fused in this order)."""
+    out: dict[str, list[str]] = {}
+    for i in range(len(model.layers)):
+        for fused, parts in FUSED.items():
+            out[f"layers.{i}.{fused}"] = [f"model.layers.{i}.{p}.weight" for p in parts]
+    out["lm_head"] = ["lm_head.weight"]
+    return out
+
+
+def _gguf_weight(names: list[str], blocks: dict[str, BlockWeight]) -> BlockWeight | None:
+    if not all(n in blocks for n in names) or len({blocks[n].fmt for n in names}) != 1:
+        return None
+    return cat_rows([blocks[n] for n in names])
+
+
+def quantize_model(model: nn.Module, mode: str, blocks: dict[str, BlockWeight], tied: bool) -> list[str]:
+    """Swap model's Linears (and, with auto, its embedding) for block-quantized ones; returns a
+    line per kind of swap, for the start-up log. `blocks`: the GGUF's own, by HF name ({} if none)."""
+    blocks = dict(blocks)
+    if tied and "model.embed_tokens.weight" in blocks:
+        blocks.setdefault("lm_head.weight", blocks["model.embed_tokens.weight"])
+    done: dict[str, int] = {}
+    for path, names in _sources(model).items():
+        parent_path, _, attr = path.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        linear = getattr(parent, attr)
+        weight, origin = _gguf_weight(names, blocks), "GGUF's own"
+        if mode in MODE_FORMAT and linear.in_features % cpu_quant.QK:
+            log.warning("%s: in_features %d is not a multiple of %d; it stays float", path, linear.in_features,
+                        cpu_quant.QK)
+        elif mode in MODE_FORMAT:
+            want = "Q8_0" if mode == "int4" and attr == "lm_head" else MODE_FORMAT[mode]
+            if weight is None or weight.fmt != want:
+                weight, origin = cpu_quant.quantize(linear.weight, want), "quantized at load"
+        if weight is None or (attr == "lm_head" and not QUANTIZE_LM_HEAD):
+            continue
+        setattr(parent, attr, BlockQuantLinear(weight, linear.bias))
+        key = f"{weight.fmt} ({origin})"
+        done[key] = done.get(key, 0) + 1
+    if mode == "auto" and "model.embed_tokens.weight" in blocks:
+        model.embed_tokens = BlockQuantEmbedding(blocks["model.embed_tokens.weight"])
+        done[f"embedding {blocks['model.embed_tokens.weight'].fmt}"] = 1
+    return [f"{n} linears {k}" if not k.startswith("embedding") else k for k, n in done.items()]
