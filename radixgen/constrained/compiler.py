@@ -31,6 +31,7 @@ from .json_free import SLOT_REGEX, UNIQUE_REGEX
 from .json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
+from .regex_syntax import compile_python_regex
 from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
 from .slot_automaton import SlotAutomaton
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
@@ -230,7 +231,7 @@ class GrammarCompiler:
     def _compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
         kind, spec = key
         if kind == "regex":
-            return compile_regex(spec, self.token_vocab)
+            return compile_python_regex(spec, self.token_vocab)
         if kind == "json_schema":
             return self._compile_json(json.loads(spec))
         # a marker byte no choice contains is one the regex cannot produce
