@@ -19,10 +19,15 @@ ALIASES = {
     "include_stop_str_in_output": "no_stop_trim",
     "stop_token_id": "stop_token_ids",
     "top_logprobs": "top_logprobs_num",
+    "guided_regex": "regex",          # vLLM's older extras (structured_outputs: openai_protocol.py)
+    "guided_json": "json_schema",
+    "guided_choice": "choices",
+    "guided_grammar": "ebnf",
 }
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_STRINGS, MAX_STOP_LENGTH = 32, 512   # per request: each stop string is searched every token
 MAX_LOGIT_BIAS = 1024                           # entries per request; each value in [-100, 100] (OpenAI)
+GRAMMAR_KINDS = ("regex", "json_schema", "choices", "ebnf")  # at most one per request
 SEED_RANGE = (-(2 ** 63), 2 ** 64)              # what torch.Generator.manual_seed takes
 
 
@@ -48,6 +53,7 @@ class SamplingParams:
     regex: str | None = None
     json_schema: Any = None           # a dict or a JSON string
     choices: list[str] | None = None
+    ebnf: str | None = None           # an EBNF / GBNF grammar (start rule `root`), see constrained/ebnf.py
     return_logprob: bool = False
     top_logprobs_num: int = 0
     logprob_start_len: int = -1       # >= 0: also return prompt logprobs from this position
@@ -75,7 +81,7 @@ class SamplingParams:
                 hint = difflib.get_close_matches(key, sorted(names), n=1)
                 raise ValueError(f"unknown sampling parameter {key!r}"
                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
-            if value is not None or key in ("seed", "regex", "json_schema", "choices"):
+            if value is not None or key in ("seed", *GRAMMAR_KINDS):
                 setattr(self, key, value)
         self._normalize()
         self.validate()
@@ -127,8 +133,7 @@ class SamplingParams:
     @property
     def grammar(self) -> tuple[str, Any] | None:
         """(kind, spec) of the constraint, or None."""
-        given = [(k, v) for k, v in (("regex", self.regex), ("json_schema", self.json_schema),
-                                      ("choices", self.choices)) if v is not None]
+        given = [(k, getattr(self, k)) for k in GRAMMAR_KINDS if getattr(self, k) is not None]
         return given[0] if given else None
 
     def validate(self) -> None:
@@ -167,8 +172,9 @@ class SamplingParams:
              f"logprob_start_len must be >= -1, got {self.logprob_start_len!r}")
         need(_is_int(self.loop_guard) and (self.loop_guard == 0 or MIN_WINDOW <= self.loop_guard <= 4096),
              f"loop_guard must be 0 (off) or a window in [{MIN_WINDOW}, 4096] tokens, got {self.loop_guard!r}")
-        grammars = [k for k in ("regex", "json_schema", "choices") if getattr(self, k) is not None]
-        need(len(grammars) <= 1, f"give at most one of regex, json_schema, choices (got {', '.join(grammars)})")
+        grammars = [k for k in GRAMMAR_KINDS if getattr(self, k) is not None]
+        need(len(grammars) <= 1, f"give at most one of {', '.join(GRAMMAR_KINDS)} (got {', '.join(grammars)})")
+        need(self.ebnf is None or isinstance(self.ebnf, str), "ebnf must be a string (a grammar with a root rule)")
         need(self.choices is None or (isinstance(self.choices, list) and self.choices
                                       and all(isinstance(c, str) for c in self.choices)),
              "choices must be a non-empty list of strings")
