@@ -21,7 +21,7 @@ import warnings
 from re import _constants as C  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
 
-from .grammar import CompiledGrammar, compile_regex, marker_is_safe
+from .lazy_grammar import LazyGrammar, compile_lazy
 from .vocab import MARKERS, TokenVocab
 
 _REFUSED = {
@@ -42,6 +42,24 @@ _NEGATED = {C.CATEGORY_NOT_DIGIT: C.CATEGORY_DIGIT, C.CATEGORY_NOT_WORD: C.CATEG
             C.CATEGORY_NOT_SPACE: C.CATEGORY_SPACE}
 
 
+_CONTROLS = frozenset(m[0] for m in MARKERS)  # the end marker's candidates: C0 controls and DEL
+_SPACE_CONTROLS = {"ascii": frozenset(b"\t\n\x0b\x0c\r"), "unicode": frozenset(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f")}
+
+
+def _in_class(items: list, c: int, ascii_only: bool) -> bool:
+    """Whether control character `c` is one of a class's items (NEGATE aside)."""
+    spaces = _SPACE_CONTROLS["ascii" if ascii_only else "unicode"]
+    for op, av in items:
+        if op is C.LITERAL and av == c or op is C.RANGE and av[0] <= c <= av[1]:
+            return True
+        if op is C.CATEGORY:
+            base = _NEGATED.get(av, av)
+            held = c in spaces if base is C.CATEGORY_SPACE else False  # digits and words hold none
+            if held != (av in _NEGATED):
+                return True
+    return False
+
+
 class RegexRefused(ValueError):
     """A regex `re` accepts that no finite automaton matches; the message names the feature."""
 
@@ -50,34 +68,26 @@ def to_rust_regex(regex: str, exclude: int | None = None) -> str:
     """`regex` (Python syntax, matched against the whole text) in regex-automata's syntax.
     Raises RegexRefused (a ValueError) naming an unsupported feature, ValueError if `re` itself
     rejects the regex."""
+    return _print(_parse(regex), exclude).text
+
+
+def _parse(regex: str) -> "_parser.SubPattern":
     try:
         with warnings.catch_warnings():  # "possible nested set": `[[]` means what it says in `re`
             warnings.simplefilter("ignore", FutureWarning)
-            tree = _parser.parse(regex)
+            return _parser.parse(regex)
     except re.error as e:
         raise ValueError(f"invalid regex ({e}): {regex[:200]!r}") from None
     except RecursionError:
         raise ValueError("the regex nests groups too deeply") from None
-    body = _Printer(tree.state.flags, exclude).seq(tree, True, True)
-    return ("(?i)" if tree.state.flags & re.IGNORECASE else "") + body
 
 
-def literal_bytes(regex: str) -> set[int]:
-    """Code points below 0x20 the regex writes as literals (candidates it cannot exclude)."""
-    out: set[int] = set()
-
-    def walk(sub: object) -> None:
-        for op, av in sub:  # type: ignore[attr-defined]
-            if op is C.LITERAL and av < 0x20:
-                out.add(av)
-            for a in av if isinstance(av, (list, tuple)) else (av,):
-                for b in a if isinstance(a, (list, tuple)) else (a,):
-                    if isinstance(b, _parser.SubPattern):
-                        walk(b)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        walk(_parser.parse(regex))
-    return out
+def _print(tree: "_parser.SubPattern", exclude: int | None) -> "_Printer":
+    """A printer that has printed `tree` (its `text`, `controls` and `literals`)."""
+    printer = _Printer(tree.state.flags, exclude)
+    body = printer.seq(tree, True, True)
+    printer.text = ("(?i)" if tree.state.flags & re.IGNORECASE else "") + body
+    return printer
 
 
 def _char(c: int) -> str:
@@ -89,11 +99,15 @@ class _Printer:
         self.ascii = bool(flags & re.ASCII)
         self.exclude = exclude
         self.dotall = bool(flags & re.DOTALL)
+        self.text = ""
+        self.controls: set[int] = set()  # control characters a leaf can write (over-estimated)
+        self.literals: set[int] = set()  # those written as literals (cannot be excluded)
 
     def seq(self, sub: "_parser.SubPattern", at_start: bool, at_end: bool) -> str:
         """A sequence; at_start / at_end: whether it begins / ends the whole text (anchors)."""
         items = list(sub)
-        out = [self.item(op, av, at_start and i == 0, at_end and i == len(items) - 1)
+        zero_width = [op is C.AT for op, _ in items]  # anchors next to an end leave it an end
+        out = [self.item(op, av, at_start and all(zero_width[:i]), at_end and all(zero_width[i + 1:]))
                for i, (op, av) in enumerate(items)]
         return "".join(out)
 
@@ -104,8 +118,10 @@ class _Printer:
         if op is C.LITERAL:
             return self._literal(av)  # type: ignore[arg-type]
         if op is C.NOT_LITERAL:
+            self.controls.update(_CONTROLS - {av})
             return self._class(f"^{_char(av)}")  # type: ignore[arg-type]
         if op is C.ANY:
+            self.controls.update(_CONTROLS if self.dotall else _CONTROLS - {0x0A})
             return self._class("\\x{0}-\\x{10FFFF}" if self.dotall else "^\\n")
         if op is C.IN:
             return self._in(av)  # type: ignore[arg-type]
@@ -124,6 +140,9 @@ class _Printer:
 
     def _literal(self, c: int) -> str:
         assert c != self.exclude, "callers exclude only bytes the regex has no literal of"
+        if c in _CONTROLS:
+            self.controls.add(c)
+            self.literals.add(c)
         return _char(c)
 
     def _group(self, av: tuple, at_start: bool, at_end: bool) -> str:
@@ -156,11 +175,14 @@ class _Printer:
         return table[cat]
 
     def _in(self, items: list) -> str:
-        negate, parts = False, []
+        negate = any(op is C.NEGATE for op, _ in items)
+        held = {c for c in _CONTROLS if _in_class(items, c, self.ascii)}
+        self.controls.update(_CONTROLS - held if negate else held)
+        parts = []
         for op, av in items:
             if op is C.NEGATE:
-                negate = True
-            elif op is C.LITERAL:
+                continue
+            if op is C.LITERAL:
                 parts.append(_char(av))
             elif op is C.RANGE:
                 parts.append(f"{_char(av[0])}-{_char(av[1])}")
@@ -177,16 +199,20 @@ class _Printer:
         return f"[[{body}]&&[^\\x{{{self.exclude:X}}}]]"
 
 
-def compile_python_regex(regex: str, tv: TokenVocab) -> CompiledGrammar:
-    """A user's regex (Python syntax, whole-text match) indexed against `tv`: with an end marker
-    it cannot write, else without NUL (or the first control byte it has no literal of)."""
-    rust = to_rust_regex(regex)
-    marker = next((m for m in MARKERS if marker_is_safe(rust, m)), None)
+def compile_python_regex(regex: str, tv: TokenVocab) -> LazyGrammar:
+    """A user's regex (Python syntax, whole-text match) as a LazyGrammar on `tv` (masks per state
+    on first use, as JSON schemas: indexing SGLang's IPv4 regex against the whole vocabulary took
+    5-9 s on the 2-core dev machine, its byte automaton 0.13 s). The end marker is the first
+    control byte the regex cannot write; if it can write all of them, the first it has no literal
+    of, left out of every class."""
+    tree = _parse(regex)
+    printed = _print(tree, None)  # raises on unsupported features before anything is built
+    marker = next((m for m in MARKERS if m[0] not in printed.controls), None)
+    rust = printed.text
     if marker is None:
-        used = literal_bytes(regex)
-        marker = next((m for m in MARKERS if m[0] not in used), None)
+        marker = next((m for m in MARKERS if m[0] not in printed.literals), None)
         if marker is None:
             raise RegexRefused("the regex writes every ASCII control character as a literal, which leaves no "
                                "byte for the end marker")
-        rust = to_rust_regex(regex, exclude=marker[0])
-    return compile_regex(rust, tv, marker)
+        rust = _print(tree, marker[0]).text
+    return compile_lazy(rust, tv, marker)
