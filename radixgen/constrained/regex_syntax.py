@@ -90,6 +90,12 @@ def _print(tree: "_parser.SubPattern", exclude: int | None) -> "_Printer":
     return printer
 
 
+def _count(lo: int, hi: int) -> str:
+    top = "" if hi is C.MAXREPEAT else str(hi)
+    short = {(0, ""): "*", (1, ""): "+", (0, "1"): "?"}.get((lo, top))
+    return short or (f"{{{lo}}}" if top == str(lo) else f"{{{lo},{top}}}")
+
+
 def _char(c: int) -> str:
     return chr(c) if chr(c).isascii() and chr(c).isalnum() else f"\\x{{{c:X}}}"
 
@@ -131,9 +137,9 @@ class _Printer:
             return self._group(av, at_start, at_end)  # type: ignore[arg-type]
         if op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, body = av  # type: ignore[misc]
-            top = "" if hi is C.MAXREPEAT else str(hi)
-            count = f"{{{lo}}}" if top == str(lo) else f"{{{lo},{top}}}"
-            return f"(?:{self.seq(body, False, False)}){count}"
+            text = self.seq(body, False, False)
+            atom = len(body) == 1 and body[0][0] in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN)
+            return (text if atom else f"(?:{text})") + _count(lo, hi)
         if op is C.AT:
             return self._anchor(av, at_start, at_end)
         raise RegexRefused(f"the regex uses {op}, which this runtime cannot compile")
