@@ -4,15 +4,16 @@ Users write regexes for Python's `re` (SGLang's frontend, vLLM's guided_regex); 
 compiles Rust regex syntax, which differs in small ways that used to surface as "could not be
 compiled": `a{,3}`, a literal `{`, `(?#...)` comments, `\\Z`, octal `\\0`, `\\<` (a word start in
 Rust, a `<` in Python), `[[]`, and `\\s`, which in Python also holds \\x1c-\\x1f. So the regex is
-parsed with Python's own parser and printed back from its tree: every literal as `\\x{..}`, every
-class spelled out, groups non-capturing. What `re` parses compiles here, or is refused naming
+parsed with Python's own parser and printed back from its tree: literals other than letters and
+digits as `\\x{..}`, every class spelled out, groups non-capturing. What `re` parses compiles here, or is refused naming
 the feature a finite automaton cannot match (look-around, backreferences, conditionals, atomic
 groups and possessive quantifiers, word boundaries, anchors inside the text).
 
 `exclude`: a byte the printed regex never produces (every class, `.` and negated literal
 leaves it out). grammar.py's end marker must be a control byte the regex cannot write; a regex
 that writes every one (`(.|\\n)*`, `[\\s\\S]*`) is compiled without NUL instead, which no model
-output needs, rather than refused.
+output needs, rather than refused. The result is masked lazily, like JSON schemas (see
+compile_python_regex).
 """
 from __future__ import annotations
 

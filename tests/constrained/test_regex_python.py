@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from radixgen.constrained.regex_syntax import to_rust_regex
+from radixgen.constrained.regex_syntax import compile_python_regex, to_rust_regex
 
-from constrained_helpers import byte_ids, encode, forced_through
+from constrained_helpers import byte_ids, encode, forced_through, tiny_vocab
 
 IPV4 = r"((25[0-5]|2[0-4]\d|[01]?\d\d?).){3}(25[0-5]|2[0-4]\d|[01]?\d\d?)"  # SGLang's test_regex
 
@@ -78,3 +78,19 @@ def test_refusals_name_the_feature(smollm, regex, feature):
 def test_anchors_at_the_ends_are_dropped():
     assert to_rust_regex(r"^(a|^b$)$") == "(?:(?:a|b))"
     assert to_rust_regex(r"[^\n]", exclude=0) == r"[[^\x{A}]&&[^\x{0}]]"
+
+
+@pytest.mark.parametrize("regex", [
+    r"\w+@\w+\.com", r"[^\W\d]", r"(?i)[à-ÿ]+", r"\x00", r"[\x00-\xff]*", r"\N{EM DASH}",
+    r"[\u0000-\U0010FFFF]*", "", "a|", "()", "(?:)*", "a{0}", r"(a*)*", r"(?s).*", r"(?i:A)(?-i:b)",
+    r"[\d\D]", r"\t\n\r\f\v\a", r"[\b]", r"\$\^\.\*", r"(?x)[ ]", r"\W", r"[-a]", r"[a-]", r"[]a]",
+])
+def test_odd_corners_of_re_syntax_compile(regex):
+    """Each of these compiles (on a tiny vocabulary: this is about syntax, not masks)."""
+    vocab = tiny_vocab(["a", "b", "\x00", "\n", "é"])
+    assert compile_python_regex(regex, vocab).initial_state
+
+
+def test_a_regex_of_no_text_says_so():
+    with pytest.raises(ValueError, match="admits no text"):
+        compile_python_regex(r"[^\s\S]", tiny_vocab(["a"]))
