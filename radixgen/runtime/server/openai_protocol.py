@@ -2,7 +2,8 @@
 
 The models below type OpenAI's fields (a wrong type is a 400 naming the field); value ranges are
 checked once, by SamplingParams. Any body field SamplingParams knows (SGLang's extras such as
-`regex`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`, `logit_bias`) goes to it; OpenAI fields
+`regex`, `ebnf`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`, `logit_bias`, vLLM's `guided_*`) goes
+to it, and vLLM's `structured_outputs` is mapped onto its grammar fields; OpenAI fields
 that would change the answer but are not supported (UNSUPPORTED_FIELDS) are a 400; other unknown
 fields are ignored and logged, as clients send many (`user`, `metadata`, ...).
 """
