@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--max-total-tokens", type=int, default=65536, help="KV pool size")
+    ap.add_argument("--loop-guard", type=int, default=0, help="radixgen's loop_guard window (0: off)")
+    ap.add_argument("--loop-guard-action", default="length", help="length | escape (runtime/loop_guard.py)")
     ap.add_argument("--llamacpp", action="store_true", help="also run llama.cpp, side by side")
     ap.add_argument("--llamacpp-model", default=None, help="GGUF for llama.cpp (default: the bundled one)")
     ap.add_argument("--llamacpp-timeout", type=float, default=600, help="seconds per schema for llama.cpp")
@@ -149,7 +151,9 @@ def main() -> None:
         t0 = time.perf_counter()
         outs = engine.generate(input_ids=[prompts[it["id"]][0] for it in todo],
                                sampling_params=[{"temperature": 0, "max_new_tokens": args.max_new_tokens,
-                                                 "json_schema": it["schema"]} for it in todo]) if todo else []
+                                                 "json_schema": it["schema"], "loop_guard": args.loop_guard,
+                                                 "loop_guard_action": args.loop_guard_action}
+                                                for it in todo]) if todo else []
         gen_s = time.perf_counter() - t0
         stats = engine.get_stats()
     finally:

@@ -18,7 +18,7 @@ from .constraint import Constraints
 from .detokenizer import IncrementalDetokenizer
 from .errors import EngineOverloadedError
 from .kv_manager import KVManager
-from .loop_guard import is_looping
+from .loop_guard import MAX_ESCAPES, loop_period
 from .memory_pool import PageAllocator, ReqToSlot
 from .model_runner import ModelRunner
 from .request import Req, abort_reason, sample_rid
@@ -243,12 +243,24 @@ class EngineCore:
             return
         if len(req.output_ids) >= p.max_new_tokens:
             return self._finish(req, {"type": "length", "length": p.max_new_tokens})
-        if p.loop_guard and is_looping(req.output_ids, p.loop_guard):
+        if p.loop_guard and self._loops(req):
             return self._finish(req, {"type": "length", "length": len(req.output_ids), "loop": True})
         if req.seq_len >= self.context_length:
             return self._finish(req, {"type": "length", "length": len(req.output_ids)})
         if req.stream:
             self._notify(req)
+
+    def _loops(self, req: Req) -> bool:
+        """Whether `req` loops and is to end; with the "escape" action, sets the token to ban next
+        (loop_guard.py) until the escapes run out."""
+        req.loop_ban = None
+        period = loop_period(req.output_ids, req.params.loop_guard)
+        if not period:
+            return False
+        if req.params.loop_guard_action == "escape" and req.loop_escapes < MAX_ESCAPES:
+            req.loop_ban, req.loop_escapes = req.output_ids[-period], req.loop_escapes + 1
+            return False
+        return True
 
     def _advance_grammar(self, req: Req, tok: int) -> bool:
         """Move the matcher; jump forward over forced text. True if the request finished."""

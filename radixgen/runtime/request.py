@@ -52,6 +52,8 @@ class Req:
     grammar: Any = None        # constrained.GrammarMatcher, when the request has a constraint
     grammar_future: Any = None  # Future[CompiledGrammar] while the grammar compiles
     num_forced: int = 0        # output tokens appended by jump-forward, not sampled
+    loop_ban: int | None = None  # a token the next sample may not take (loop_guard_action="escape")
+    loop_escapes: int = 0
     detok: Any = None          # IncrementalDetokenizer, when streaming or matching stop strings
     arrival: float = field(default_factory=time.perf_counter)
     first_token_time: float | None = None

@@ -59,7 +59,7 @@ class Sampler:
     def _batch(self, logits: torch.Tensor, reqs: list[Req], stop_ids: Callable[[Req], list[int]]) -> Sampled:
         want_logprobs = any(r.params.return_logprob for r in reqs)
         penalties = needs_penalties(reqs)
-        masked = any(r.grammar is not None for r in reqs)
+        masked = any(r.grammar is not None or r.loop_ban is not None for r in reqs)
         raw = logits
         if want_logprobs or penalties or not all(r.params.is_greedy for r in reqs):
             raw = raw.float()  # a greedy batch, masked or not, takes its argmax in the model dtype
@@ -71,6 +71,7 @@ class Sampler:
             bitmask = make_bitmask(len(reqs), work.shape[-1])             # int32 [B, ceil(V / 32)]
             fill_batch_bitmask(bitmask, [r.grammar for r in reqs])         # unconstrained rows stay all-ones
             self.backend.apply_token_bitmask(work, bitmask)
+            apply_loop_bans(work, reqs)
         if penalties:
             apply_penalties(work, reqs, [stop_ids(r) for r in reqs])
         tokens = sample(work, reqs, self.generator, self.backend.argmax)
@@ -78,6 +79,18 @@ class Sampler:
             return Sampled(tokens.tolist())
         lps, tops = gather_logprobs(raw, tokens, max(r.params.top_logprobs_num for r in reqs))
         return Sampled(tokens.tolist(), lps, tops)
+
+
+def apply_loop_bans(logits: torch.Tensor, reqs: list[Req]) -> None:
+    """In place, after the grammar masks: each row's loop_ban (loop_guard.py) goes to -inf, unless
+    it is the only token the row's grammar allows."""
+    for i, req in enumerate(reqs):
+        if req.loop_ban is None:
+            continue
+        kept = logits[i, req.loop_ban].clone()
+        logits[i, req.loop_ban] = float("-inf")
+        if not bool(torch.isfinite(logits[i]).any()):
+            logits[i, req.loop_ban] = kept
 
 
 def apply_penalties(logits: torch.Tensor, reqs: list[Req], stop_ids: list[list[int]]) -> None:

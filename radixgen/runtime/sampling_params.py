@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .loop_guard import MIN_WINDOW
+from .loop_guard import ACTIONS, MIN_WINDOW
 
 # Other projects' names for our fields: vLLM and the OpenAI API.
 ALIASES = {
@@ -59,6 +59,7 @@ class SamplingParams:
     logprob_start_len: int = -1       # >= 0: also return prompt logprobs from this position
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     loop_guard: int = 0               # > 0: end ("length") once the last N tokens repeat, see loop_guard.py
+    loop_guard_action: str = "length"  # or "escape": ban the token that carries the loop on, see loop_guard.py
 
     def __init__(self, **kwargs: Any) -> None:
         names = {f.name: f for f in dataclasses.fields(self)}
@@ -172,6 +173,8 @@ class SamplingParams:
              f"logprob_start_len must be >= -1, got {self.logprob_start_len!r}")
         need(_is_int(self.loop_guard) and (self.loop_guard == 0 or MIN_WINDOW <= self.loop_guard <= 4096),
              f"loop_guard must be 0 (off) or a window in [{MIN_WINDOW}, 4096] tokens, got {self.loop_guard!r}")
+        need(self.loop_guard_action in ACTIONS,
+             f"loop_guard_action must be one of {', '.join(ACTIONS)}, got {self.loop_guard_action!r}")
         grammars = [k for k in GRAMMAR_KINDS if getattr(self, k) is not None]
         need(len(grammars) <= 1, f"give at most one of {', '.join(GRAMMAR_KINDS)} (got {', '.join(grammars)})")
         need(self.ebnf is None or isinstance(self.ebnf, str), "ebnf must be a string (a grammar with a root rule)")

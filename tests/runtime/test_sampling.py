@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import radixgen
-from radixgen.runtime.loop_guard import is_looping
+from radixgen.runtime.loop_guard import MAX_ESCAPES, is_looping, loop_period
 from radixgen.runtime.request import Req
-from radixgen.runtime.sampler import _top_k_top_p, apply_penalties, sample
+from radixgen.runtime.sampler import _top_k_top_p, apply_loop_bans, apply_penalties, sample
 from radixgen.runtime.sampling_params import SamplingParams
 
 PROMPT = list(range(500, 540))
@@ -170,3 +170,25 @@ def test_loop_guard_ends_a_loop_early_and_changes_nothing_before(tiny):
     assert n < 200 and guarded["output_ids"] == free["output_ids"][:n]
     with pytest.raises(ValueError, match="loop_guard must be 0"):
         SamplingParams(loop_guard=3).validate()
+
+
+def test_loop_guard_escape_bans_the_token_that_carries_the_loop_on(tiny):
+    """With the "escape" action, every time the last 16 tokens repeat the next token is not the
+    one the cycle would bring; after MAX_ESCAPES escapes the request ends as with "length"."""
+    loop = {"temperature": 0, "ignore_eos": True, "max_new_tokens": 1000, "logit_bias": {77: 30.0}}
+    out = _gen(tiny, **loop, loop_guard=16, loop_guard_action="escape")
+    ids = out["output_ids"]
+    escapes = [k for k in range(len(ids) + 1) if loop_period(ids[:k], 16)]
+    assert len(escapes) == MAX_ESCAPES + 1  # the last detection ends it
+    assert all(ids[k] != ids[k - loop_period(ids[:k], 16)] for k in escapes[:-1])
+    assert out["meta_info"]["finish_reason"]["loop"] is True and len(ids) < 1000
+    with pytest.raises(ValueError, match="loop_guard_action must be one of length, escape"):
+        SamplingParams(loop_guard=16, loop_guard_action="skip").validate()
+
+
+def test_loop_ban_never_empties_a_row():
+    logits = torch.tensor([[0.0, float("-inf"), float("-inf")], [0.0, 1.0, float("-inf")]])
+    reqs = [_req(temperature=0), _req(temperature=0)]
+    reqs[0].loop_ban, reqs[1].loop_ban = 0, 1     # row 0: the grammar allows token 0 only
+    apply_loop_bans(logits, reqs)
+    assert logits[0, 0] == 0.0 and logits[1, 1] == float("-inf") and logits[1, 0] == 0.0
