@@ -5,7 +5,8 @@
 1. Step time, constrained vs unconstrained (jump-forward off so the steps are comparable): chat
    prompts asking for a person's JSON record, a schema with fixed keys (string with maxLength,
    integer, enum, boolean), with additionalProperties false (a plain regex, indexed ahead of time)
-   and without (extra members with free-form values: lazy over slots). ms per model step = wall
+   and without (extra members with free-form values: lazy over slots), and the fixed-key record as
+   a GBNF grammar (EBNF: rules called on a stack, lazy). ms per model step = wall
    time / engine forwards; the unconstrained run decodes (ignore_eos) as many tokens per request as
    the constrained one did on average, from the same cached prompts. Goal: <= 10% overhead. The
    first constrained run, where a lazy grammar computes masks, is shown apart.
@@ -49,6 +50,17 @@ PERSON_SCHEMA: dict[str, Any] = {
 # the same without additionalProperties: false: extra members with free-form values, so the
 # grammar is lazy over slots (masks computed per state on first use) instead of indexed
 PERSON_OPEN: dict[str, Any] = {k: v for k, v in PERSON_SCHEMA.items() if k != "additionalProperties"}
+# the fixed-key record again as a GBNF grammar (an EBNF request: rules called on a stack, lazy masks)
+PERSON_GBNF = r"""
+root   ::= "{" "\"name\":" ws string32 "," ws "\"age\":" ws int "," ws "\"occupation\":" ws occupation ","
+           ws "\"city\":" ws string24 "," ws "\"is_married\":" ws ("true" | "false") "}"
+occupation ::= "\"" ("engineer" | "teacher" | "doctor" | "artist" | "farmer" | "chef") "\""
+string32 ::= "\"" char{0,32} "\""
+string24 ::= "\"" char{0,24} "\""
+char   ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
+int    ::= "-"? ("0" | [1-9] [0-9]{0,15})
+ws     ::= " "?
+"""
 NAMES = ["Alice", "Bob", "Carmen", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kofi",
          "Lena", "Mateo", "Nadia", "Oscar", "Priya", "Quentin", "Rosa", "Sven", "Tara", "Umar", "Vera",
          "Wei", "Ximena", "Yusuf", "Zoe", "Amara", "Bruno", "Chloe", "Diego", "Emeka", "Freya"]
@@ -138,12 +150,14 @@ def bench_overhead(engine: radixgen.Engine, batches: list[int], max_new: int, re
     """Per schema (indexed, then lazy) and batch: ms per step constrained vs not, best of
     repeats; the first constrained run (lazy masks computed as states are first visited) apart."""
     rows = []
-    for (name, schema), b in [(s, b) for s in (("person", PERSON_SCHEMA), ("person-open", PERSON_OPEN))
-                              for b in batches]:
+    specs = (("person", "json_schema", PERSON_SCHEMA), ("person-open", "json_schema", PERSON_OPEN),
+             ("person-gbnf", "ebnf", PERSON_GBNF))
+    for (name, kind, spec), b in [(s, b) for s in specs for b in batches]:
+        schema = PERSON_OPEN if name == "person-open" else PERSON_SCHEMA  # what the outputs validate against
         ids = prompts(engine, b)
         engine.flush_cache()
         run(engine, ids, {"temperature": 0, "max_new_tokens": 1})  # cache the prompts for both runs
-        cons_p = {"temperature": 0, "max_new_tokens": max_new, "json_schema": schema}
+        cons_p = {"temperature": 0, "max_new_tokens": max_new, kind: spec}
         cons = [run(engine, ids, cons_p) for _ in range(1)]  # warm (masks) + length probe
         mean_len = round(sum(o["meta_info"]["completion_tokens"] for o in cons[0]["outs"]) / b)
         free_p = {"temperature": 0, "max_new_tokens": max(mean_len, 1), "ignore_eos": True}
@@ -155,7 +169,7 @@ def bench_overhead(engine: radixgen.Engine, batches: list[int], max_new: int, re
         u = min(u_runs, key=lambda r: r["ms_per_step"])
         rows.append({
             "schema": name,
-            "path": engine.core.constraints.compiler.compile("json_schema", schema).info["path"],
+            "path": engine.core.constraints.compiler.compile(kind, spec).info["path"],
             "first_run_ms_step": cons[0]["ms_per_step"], "batch": b, "decode_tokens_per_req": mean_len,
             "constrained_ms_step": c["ms_per_step"], "unconstrained_ms_step": u["ms_per_step"],
             "constrained_ms_step_median": statistics.median(r["ms_per_step"] for r in c_runs),

@@ -1,12 +1,13 @@
-"""Grammar-constrained decoding: regex, JSON schema and choices as token masks.
+"""Grammar-constrained decoding: regex, JSON schema, choices and EBNF grammars as token masks.
 
     compiler = GrammarCompiler(tokenizer)            # vocabulary built once
-    grammar = compiler.compile("json_schema", schema) # or compiler.submit(...) -> Future
+    grammar = compiler.compile("json_schema", schema) # or "regex", "choices", "ebnf"; submit() -> Future
     matcher = grammar.new_matcher()                   # one per request
     matcher.fill_bitmask(bitmask, row); apply_bitmask(logits, bitmask)
     matcher.advance(token_id); matcher.forced_string(); matcher.rollback(n)
 """
 from .compiler import GrammarCompiler, canonical_spec, choices_regex
+from .ebnf import compile_ebnf
 from .errors import UnsupportedSchemaError
 from .grammar import CompiledGrammar, compile_regex
 from .grammar_base import Grammar
@@ -20,5 +21,5 @@ __all__ = [
     "GrammarCompiler", "Grammar", "CompiledGrammar", "LazyGrammar", "compile_lazy", "GrammarMatcher", "fill_batch_bitmask", "UnsupportedSchemaError",
     "json_schema_to_regex", "JsonOptions", "WHITESPACE", "make_bitmask", "apply_bitmask", "compile_regex",
     "canonical_spec", "choices_regex", "TokenVocab", "build_token_vocab", "token_bytes",
-    "token_vocab_from_tokenizer",
+    "token_vocab_from_tokenizer", "compile_ebnf",
 ]

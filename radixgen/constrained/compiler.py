@@ -1,6 +1,7 @@
 """Spec -> Grammar, cached (LRU by kind + canonical spec) and compiled off the engine loop.
 
-Regexes and choices are indexed ahead of time (grammar.CompiledGrammar). A JSON schema gets a
+Regexes (regex_syntax.py) and choices are indexed ahead of time (grammar.CompiledGrammar); EBNF
+grammars are rules calling each other on a stack (ebnf.py), masked lazily. A JSON schema gets a
 LazyGrammar whose masks are computed per state on first use (lazy_grammar.py), over a
 SlotAutomaton where it has free-form values, uniqueItems or called $refs (slot_automaton.py);
 only a schema whose regex is too long to build at all in time is narrowed (JSON_LADDER).
@@ -24,6 +25,7 @@ from dataclasses import replace
 from typing import Any, Hashable
 
 from .byte_automaton import ByteAutomaton
+from .ebnf import compile_ebnf
 from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
@@ -31,11 +33,12 @@ from .json_free import SLOT_REGEX, UNIQUE_REGEX
 from .json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
 from .json_values import escape
 from .lazy_grammar import LazyGrammar
+from .regex_syntax import compile_python_regex
 from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
 from .slot_automaton import SlotAutomaton
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
-KINDS = ("regex", "json_schema", "choices")
+KINDS = ("regex", "json_schema", "choices", "ebnf")
 JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
 # A JSON schema becomes a regex that marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and
 # recursive or long $refs (CALL, each with a regex of its own), read by a SlotAutomaton: free-form
@@ -93,6 +96,12 @@ def canonical_spec(kind: str, spec: Any) -> Hashable:
             return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
         except RecursionError:
             raise ValueError("json_schema is nested too deeply") from None
+    if kind == "ebnf":
+        if not isinstance(spec, str):
+            raise ValueError(f"an EBNF grammar must be a str, got {type(spec).__name__}")
+        if len(spec) > MAX_SPEC_CHARS:
+            raise ValueError(f"the grammar has {len(spec):,} characters, over the limit of {MAX_SPEC_CHARS:,}")
+        return spec
     if kind == "choices":
         if isinstance(spec, str) or not all(isinstance(c, str) for c in spec) or not spec:
             raise ValueError("choices must be a non-empty list of strings")
@@ -230,9 +239,11 @@ class GrammarCompiler:
     def _compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
         kind, spec = key
         if kind == "regex":
-            return compile_regex(spec, self.token_vocab)
+            return compile_python_regex(spec, self.token_vocab)
         if kind == "json_schema":
             return self._compile_json(json.loads(spec))
+        if kind == "ebnf":
+            return compile_ebnf(spec, self.token_vocab)
         # a marker byte no choice contains is one the regex cannot produce
         marker = next((m for m in MARKERS if all(m.decode() not in c for c in spec)), None)
         return compile_regex(choices_regex(spec), self.token_vocab, marker=marker)

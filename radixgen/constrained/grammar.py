@@ -22,8 +22,10 @@ is valid). The leading M is there for speed: regex-automata also builds the unan
 leading M no new start position can open, so that half stays as small as R's own DFA.
 
 Which M: JSON-schema regexes never produce a raw control byte (JSON forbids them unescaped) and
-choices are plain strings, so M is known; for a user regex candidates are checked on a cheap
-byte-level index and the first one the regex cannot produce is used.
+choices are plain strings, so M is known; a user regex (regex_syntax.py) takes the first control
+byte its parse tree cannot write, or, if it can write them all, is compiled without NUL; EBNF
+grammars (ebnf.py) never write NUL. `compile_regex` with no marker checks candidates on a cheap
+byte-level index.
 """
 from __future__ import annotations
 
@@ -125,6 +127,8 @@ def build_index(regex: str, vocab: Vocabulary, marker: bytes) -> Index:
     except ValueError as e:
         if "Failed to build DFA" in str(e):
             raise ValueError(f"{_regex_problem(regex)}: {regex[:200]!r}") from None
+        if vocab is BYTE_VOCAB and "no transitions" in str(e):  # every byte is a token: nothing fits
+            raise ValueError(f"the regex admits no text (an empty class such as [^\\s\\S]?): {regex[:200]!r}") from None
         raise ValueError(f"cannot index regex {regex[:200]!r}: {e}") from None
 
 

@@ -4,11 +4,11 @@ A thread cannot be stopped: a regex whose automaton explodes (`[ab]*a[ab]{25}`) 
 converter cannot bound kept compiling after its request was refused, and one engine grew to 14 GB.
 Here each compile first runs in a child process (one by default, ~260 MB resident, most of it
 torch; started with the vocabulary on the first constrained request, which waits ~3 s for it): under RLIMIT_AS (memory_mb more than the child holds after start-up), killed when
-it runs past its time limit, and restarted for the next spec. Regexes and choices come back as the
+it runs past its time limit, and restarted for the next spec. Choices come back as the
 compiled grammar itself (pickled without the vocabulary, which the parent re-attaches); JSON
-schemas, whose compile is a few milliseconds of converter work plus a lazy automaton that does not
-pickle, come back as "fits", and the parent then builds them itself: the same deterministic work
-that just finished inside the limits.
+schemas, regexes and EBNF grammars, whose compile is a few milliseconds of conversion plus a lazy
+automaton that does not pickle, come back as "fits", and the parent then builds them itself: the
+same deterministic work that just finished inside the limits.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .grammar_base import Grammar
 from .vocab import TokenVocab
 
 Key = tuple[str, Hashable]
+LAZY_KINDS = ("json_schema", "regex", "ebnf")  # built again by the parent (their automata do not pickle)
 START_TIMEOUT_S = 120.0  # a child imports numpy / torch and unpickles the vocabulary once
 
 
@@ -203,7 +204,7 @@ def _child_main() -> None:
             return
         try:
             grammar = compiler._compile_uncached(key)
-            reply: tuple[str, Any] = ("ok", None if key[0] == "json_schema" else pickle.dumps(grammar))
+            reply: tuple[str, Any] = ("ok", None if key[0] in LAZY_KINDS else pickle.dumps(grammar))
         except MemoryError:
             reply = ("error", too_big(memory_mb))
         except ValueError as exc:

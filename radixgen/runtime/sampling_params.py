@@ -19,11 +19,15 @@ ALIASES = {
     "include_stop_str_in_output": "no_stop_trim",
     "stop_token_id": "stop_token_ids",
     "top_logprobs": "top_logprobs_num",
+    "guided_regex": "regex",          # vLLM's older extras (structured_outputs: openai_protocol.py)
+    "guided_json": "json_schema",
+    "guided_choice": "choices",
+    "guided_grammar": "ebnf",
 }
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_STRINGS, MAX_STOP_LENGTH = 32, 512   # per request: each stop string is searched every token
 MAX_LOGIT_BIAS = 1024                           # entries per request; each value in [-100, 100] (OpenAI)
-GRAMMAR_KINDS = ("regex", "json_schema", "choices", "structural_tag")  # at most one per request
+GRAMMAR_KINDS = ("regex", "json_schema", "choices", "ebnf", "structural_tag")  # at most one per request
 SEED_RANGE = (-(2 ** 63), 2 ** 64)              # what torch.Generator.manual_seed takes
 GREEDY_TEMPERATURE = 1e-6                       # below it (SGLang: 1e-6 too) sampling is argmax
 
@@ -50,6 +54,7 @@ class SamplingParams:
     regex: str | None = None
     json_schema: Any = None           # a dict or a JSON string
     choices: list[str] | None = None
+    ebnf: str | None = None           # an EBNF / GBNF grammar (start rule `root`), see constrained/ebnf.py
     structural_tag: Any = None        # free text with schema-constrained tags (constrained/structural_tag.py)
     return_logprob: bool = False
     top_logprobs_num: int = 0
@@ -176,6 +181,7 @@ class SamplingParams:
              f"loop_guard_action must be one of {', '.join(ACTIONS)}, got {self.loop_guard_action!r}")
         grammars = [k for k in GRAMMAR_KINDS if getattr(self, k) is not None]
         need(len(grammars) <= 1, f"give at most one of {', '.join(GRAMMAR_KINDS)} (got {', '.join(grammars)})")
+        need(self.ebnf is None or isinstance(self.ebnf, str), "ebnf must be a string (a grammar with a root rule)")
         need(self.choices is None or (isinstance(self.choices, list) and self.choices
                                       and all(isinstance(c, str) for c in self.choices)),
              "choices must be a non-empty list of strings")

@@ -92,7 +92,9 @@ def test_errors_arrive_through_the_future(compiler):
     with pytest.raises(ValueError, match="not valid JSON"):
         compiler.submit("json_schema", "{oops").result(timeout=5)
     with pytest.raises(ValueError, match="unknown grammar kind"):
-        compiler.compile("ebnf", "root ::= 'a'")
+        compiler.compile("lark", "start: 'a'")
+    with pytest.raises(ValueError, match="line 1, column 10: unterminated string"):
+        compiler.compile("ebnf", "root ::= 'a")
     with pytest.raises(ValueError, match="choices"):
         compiler.compile("choices", "abc")
 

@@ -119,13 +119,13 @@ def test_schema_compiles_lazy_not_narrowed(smollm_tokenizer, smollm_vocab):
                                                               'Saint-Étienne-du-Rouvray"}'))
 
 
-def test_json_schemas_are_lazy_regexes_indexed(smollm):
-    """A JSON schema, even a small plain one, is masked lazily (no index to wait for); a regex
-    or a list of choices is indexed ahead of time."""
+def test_json_schemas_and_regexes_are_lazy_choices_indexed(smollm):
+    """A JSON schema, even a small plain one, and a user regex are masked lazily (no index to
+    wait for); a list of choices is indexed ahead of time."""
     ok = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
     for schema in (ok, {**ok, "additionalProperties": False}):
         assert isinstance(smollm.compile("json_schema", schema), LazyGrammar)
-    assert isinstance(smollm.compile("regex", "[0-9]{3}"), CompiledGrammar)
+    assert isinstance(smollm.compile("regex", "[0-9]{3}"), LazyGrammar)
     assert isinstance(smollm.compile("choices", ["yes", "no"]), CompiledGrammar)
 
 

@@ -30,12 +30,14 @@ def boxed(smollm_tokenizer):
 
 
 def test_sandboxed_grammar_masks_like_the_in_process_one(boxed, smollm, smollm_tokenizer):
-    """Compiled in the child and pickled back (regex, choices) or built here after the child's
-    trial (JSON): the same masks as the in-process compiler's, on the parent's own vocabulary."""
+    """Compiled in the child and pickled back (choices) or built here after the child's trial
+    (JSON, regex, EBNF): the same masks as the in-process compiler's, on the parent's own
+    vocabulary."""
     cases = [("regex", r"\d{3}-[a-z]{2}", ["123-ab"], ["12-ab", "123-a1"]),
              ("choices", ["yes", "no", "maybe"], ["maybe", "no"], ["mayb", "yess"]),
              ("json_schema", {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
-              ['{"n": 7}'], ['{"n": "7"}', '{}'])]
+              ['{"n": 7}'], ['{"n": "7"}', '{}']),
+             ("ebnf", 'root ::= "(" root ")" | [0-9]+', ["((42))"], ["((42)", "()"])]
     for kind, spec, good, bad in cases:
         ours, ref = boxed.compile(kind, spec), smollm.compile(kind, spec)
         assert type(ours) is type(ref) and ours.token_vocab is boxed.token_vocab  # re-attached, not a copy

@@ -2,7 +2,8 @@
 
 The models below type OpenAI's fields (a wrong type is a 400 naming the field); value ranges are
 checked once, by SamplingParams. Any body field SamplingParams knows (SGLang's extras such as
-`regex`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`, `logit_bias`) goes to it; OpenAI fields
+`regex`, `ebnf`, `top_k`, `min_p`, `ignore_eos`, `stop_token_ids`, `logit_bias`, vLLM's `guided_*`) goes
+to it, and vLLM's `structured_outputs` is mapped onto its grammar fields; OpenAI fields
 that would change the answer but are not supported (UNSUPPORTED_FIELDS) are a 400; other unknown
 fields are ignored and logged, as clients send many (`user`, `metadata`, ...).
 """
@@ -21,7 +22,10 @@ from .errors import APIError
 SAMPLING_NAMES = frozenset(f.name for f in dataclasses.fields(SamplingParams)) | frozenset(ALIASES)
 # Fields of the protocol itself (or mapped by hand below), never handed to SamplingParams as they are.
 PROTOCOL_FIELDS = frozenset({"model", "stream", "stream_options", "prompt", "messages", "echo", "logprobs",
-                             "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls"})
+                             "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls",
+                             "structured_outputs"})
+# vLLM's `structured_outputs` keys -> SamplingParams' grammar fields
+STRUCTURED_OUTPUTS = {"grammar": "ebnf", "regex": "regex", "json": "json_schema", "choice": "choices"}
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 # OpenAI fields that would change the answer and that this server cannot honour yet: a 400 naming
 # the field, never a 200 that silently differs. The value given is refused unless it is the no-op.
@@ -92,7 +96,30 @@ def sampling_kwargs(body: CommonRequest) -> tuple[dict[str, Any], list[str]]:
             raise APIError(400, f"{name!r} is not supported by this server", param=name, code="unsupported_field")
     ignored = sorted(k for k in given if k not in SAMPLING_NAMES | PROTOCOL_FIELDS | {"user"})
     kwargs = {k: v for k, v in given.items() if k in SAMPLING_NAMES and k not in PROTOCOL_FIELDS}
+    kwargs.update(structured_outputs_kwargs(given.get("structured_outputs")))
     return kwargs, ignored
+
+
+def structured_outputs_kwargs(spec: Any) -> dict[str, Any]:
+    """vLLM's `structured_outputs` ({"grammar": ...}, {"regex": ...}, {"json": ...}, {"choice": [...]},
+    {"json_object": true}) -> SamplingParams' grammar field."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise APIError(400, "structured_outputs must be an object such as {\"grammar\": \"root ::= ...\"}",
+                       param="structured_outputs")
+    given = {k: v for k, v in spec.items() if v is not None and v is not False}
+    unknown = sorted(given.keys() - STRUCTURED_OUTPUTS.keys() - {"json_object"})
+    if unknown:
+        raise APIError(400, f"structured_outputs.{unknown[0]} is not supported by this server (supported: "
+                       f"{', '.join([*STRUCTURED_OUTPUTS, 'json_object'])})", param="structured_outputs")
+    if len(given) != 1:
+        raise APIError(400, "structured_outputs takes exactly one of " + ", ".join([*STRUCTURED_OUTPUTS, "json_object"]),
+                       param="structured_outputs")
+    key, value = next(iter(given.items()))
+    if key == "json_object":
+        return {"json_schema": json.dumps({"type": "object"})}
+    return {STRUCTURED_OUTPUTS[key]: json.dumps(value) if key == "json" and isinstance(value, dict) else value}
 
 
 def has_max_tokens(kwargs: dict[str, Any]) -> bool:
