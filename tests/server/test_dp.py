@@ -27,7 +27,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 def test_worker_flags_rebuild_the_worker_config() -> None:
     server, engine = parse_args(["--dp", "2", "--port", "31234", "--api-key", KEY, "--num-threads", "4",
-                                 "--disable-radix-cache", "--dtype", "float32", "--graceful-timeout-s", "5"])
+                                 "--disable-radix-cache", "--dtype", "float32", "--graceful-timeout-s", "5",
+                                 "--router-args", "--balance-abs-threshold 8"])
     sup = Supervisor(server, engine)
     assert len(sup.workers) == 2 and len({w.url for w in sup.workers}) == 2
     w_server, w_engine = parse_args(sup.workers[0].cmd[3:])  # after `python -m radixgen.runtime.server`
@@ -37,6 +38,7 @@ def test_worker_flags_rebuild_the_worker_config() -> None:
     router = sup.router.cmd
     assert router[router.index("--policy") + 1] == "cache_aware" and router[router.index("--api-key") + 1] == KEY
     assert [router[router.index("--worker-urls") + 1 + i] for i in range(2)] == [w.url for w in sup.workers]
+    assert router[-2:] == ["--balance-abs-threshold", "8"]  # --router-args: passed on as given, last
 
 
 def test_bad_dp_values_are_refused() -> None:

@@ -35,6 +35,7 @@ class ServerConfig:
     log_format: str = "json"            # json: one object per line (structured); text: for humans
     dp: int = 1                         # > 1: this many workers behind sglang-router on --port (pip install 'radixgen[router]')
     router_policy: str = "cache_aware"  # with --dp: sglang-router's policy (cache_aware sends a prompt where its prefix is cached)
+    router_args: str | None = None      # with --dp: more sglang-router flags, as one string (e.g. "--balance-abs-threshold 8")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:

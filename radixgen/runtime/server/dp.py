@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def worker_engine(engine: EngineConfig, dp: int) -> EngineConfig:
 
 
 def worker_command(server: ServerConfig, engine: EngineConfig, port: int) -> list[str]:
-    own = cli_flags(server, skip={"host", "port", "dp", "router_policy"})
+    own = cli_flags(server, skip={"host", "port", "dp", "router_policy", "router_args"})
     return [sys.executable, "-m", "radixgen.runtime.server", "--host", "127.0.0.1", "--port", str(port),
             *own, *cli_flags(engine, skip=set())]
 
@@ -86,7 +87,7 @@ def router_command(server: ServerConfig, worker_urls: list[str], metrics_port: i
            "--log-level", ROUTER_LOG_LEVELS[server.log_level]]
     if server.api_key:  # the router checks clients' keys and sends the same key to the workers
         cmd += ["--api-key", server.api_key]
-    return cmd
+    return cmd + shlex.split(server.router_args or "")  # the user's flags last: they win
 
 
 def _die_with_parent() -> None:
