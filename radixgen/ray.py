@@ -19,6 +19,8 @@ across its rows through the radix cache.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,8 @@ import numpy as np
 from radixgen.runtime.engine import Engine
 from radixgen.runtime.sampling_params import SamplingParams
 
+# integer parameters: Arrow stores a column of ints with nulls in it as floats (3 -> 3.0)
+INT_PARAMS = {f.name for f in dataclasses.fields(SamplingParams) if str(f.type).split(" | ")[0] == "int"}
 OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "completion_tokens", "cached_tokens", "finish_reason", "error")
 
 
@@ -44,13 +48,21 @@ def plain(value: Any) -> Any:
 
 def row_params(row: dict[str, Any]) -> dict[str, Any]:
     """A row's own sampling parameters. Arrow gives every row of a column the union of the keys
-    used by any row, unset ones as None: those are dropped, so the defaults apply."""
+    used by any row, unset ones as None (or NaN in a numeric field): those are dropped, so the
+    defaults apply; integer fields that came back as integral floats are ints again."""
     given = plain(row.get("sampling_params"))
     if given is None:
         return {}
     if not isinstance(given, dict):
         raise ValueError(f"sampling_params must be a dict, got {type(given).__name__}")
-    return {k: v for k, v in given.items() if v is not None}
+    out = {}
+    for key, value in given.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if key in INT_PARAMS and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        out[key] = value
+    return out
 
 
 class RadixgenPredictor:

@@ -23,12 +23,15 @@ ROWS = [
      "sampling_params": {"json_schema": json.dumps(PERSON), "max_new_tokens": 64}},
     {"id": 4, "prompt": "Three colours, one a line:\n", "messages": None, "sampling_params": {"stop": ["\n"]}},
     {"id": 5, "prompt": "My phone number is", "messages": None, "sampling_params": {"regex": "[0-9]{4}"}},
+    {"id": 6, "prompt": "Hi", "messages": None, "sampling_params": {"regex": "("}},  # refused: the others still run
 ]
 
 
 def test_row_params_drop_what_arrow_filled_in() -> None:
-    row = {"sampling_params": {"max_new_tokens": np.int64(3), "stop": np.array(["\n"], dtype=object), "regex": None}}
-    assert row_params(row) == {"max_new_tokens": 3, "stop": ["\n"]}
+    row = {"sampling_params": {"max_new_tokens": np.float64(3.0), "stop": np.array(["\n"], dtype=object),
+                               "regex": None, "seed": float("nan"), "temperature": 0.5}}
+    assert row_params(row) == {"max_new_tokens": 3, "stop": ["\n"], "temperature": 0.5}
+    assert type(row_params(row)["max_new_tokens"]) is int
     assert row_params({"sampling_params": None}) == {}
     assert plain(np.array([{"role": "user", "content": "x"}], dtype=object)) == [{"role": "user", "content": "x"}]
 
@@ -53,12 +56,13 @@ def test_predictor_in_ray_data_matches_the_engine(ray_local, engine) -> None:
     prompts = [engine.tokenizer.encode(r["prompt"]) if r["prompt"] else engine.apply_chat_template(r["messages"])
                for r in ROWS]
     direct = engine.generate(input_ids=prompts, sampling_params=[{**DEFAULTS, **(r["sampling_params"] or {})} for r in ROWS])
-    for row, want in zip(ROWS, direct):
+    for row, want in zip(ROWS[:-1], direct):
         have = got[row["id"]]
         assert have["generated_text"] == want["text"], row
         assert have["prompt_tokens"] == want["meta_info"]["prompt_tokens"] and have["error"] is None
         assert have["finish_reason"] in ("stop", "length")
         assert plain(have["messages"]) == row["messages"] and have["prompt"] == row["prompt"]  # carried through
+    assert got[6]["finish_reason"] == "abort" and "invalid regex" in got[6]["error"]
     assert got[2]["completion_tokens"] == 3 and got[2]["finish_reason"] == "length"  # its own max_new_tokens
     assert got[0]["completion_tokens"] <= DEFAULTS["max_new_tokens"]
     jsonschema.validate(json.loads(got[3]["generated_text"]), PERSON)

@@ -12,6 +12,7 @@ them once, through us, and on Linux they get SIGTERM if this process dies withou
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -94,7 +95,6 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the supervisor dies (Linux prctl PR_SET_PDEATHSIG),
     so a SIGKILLed supervisor leaves no orphan holding a model and a port."""
     if sys.platform.startswith("linux"):
-        import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
@@ -152,6 +152,8 @@ class Supervisor:
         self.router = Child("router", f"http://{_connect_host(server.host)}:{server.port}",
                             router_command(server, [w.url for w in self.workers], self.metrics_port))
         self.threads = share.num_threads
+        if (engine.num_threads or os.cpu_count() or 1) < server.dp:
+            log.warning(f"{server.dp} workers on fewer threads than that: each gets 1 and they share cores")
 
     def run(self) -> int:
         """-> the exit status: 0 when stopped by a signal (in self.stop_signal), 1 on a failure."""
