@@ -8,7 +8,7 @@ Each (system, workload) gets fresh processes, so every radix cache (the workers'
 router's) starts empty. Reports wall time, the share of prompt tokens served from a worker's
 cache, and tokens/s. Writes bench/results/router.json.
 
-    python bench/router.py [--workloads few-shot,multi-turn] [--concurrency 32] [--threads 2]
+    python bench/router.py [--workloads few-shot,multi-turn] [--systems "dp 2"] [--concurrency 32] [--threads 2]
 """
 from __future__ import annotations
 
@@ -88,12 +88,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32, help="client threads sending requests at once")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in all, every system")
     ap.add_argument("--max-total-tokens", type=int, default=16000, help="KV pool of each worker")
+    ap.add_argument("--systems", default="", help="only the systems whose name contains one of these (comma-separated)")
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     tok = AutoTokenizer.from_pretrained(resolve_model_dir(None, EngineConfig().cache_dir))
     rows = []
     for workload in args.workloads.split(","):
         for name, flags in systems(args.threads).items():
+            if args.systems and not any(part in name for part in args.systems.split(",")):
+                continue
             rows.append(measure(name, flags, workload, tok, args))
             r = rows[-1]
             print(f"{workload:>10} {name:>22}: {r['seconds']:7.2f} s, cached {r['cached_tokens']:>7} of "
