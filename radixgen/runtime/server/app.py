@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from radixgen.runtime.engine import Engine
 
 from .args import ServerConfig, parse_args
+from .dp import run_dp
 from .errors import install_error_handlers
 from .logs import setup_logging
 from .metrics import ServerMetrics
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     """`radixgen serve [flags]`: the entry point `radixgen/cli.py` calls with the flags after `serve`."""
     config, engine_config = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(config.log_level, config.log_format)
+    if config.dp > 1:  # workers behind sglang-router; this process loads no model
+        return run_dp(config, engine_config)
     log.info("loading the model", extra={"fields": {"engine": dataclasses.asdict(engine_config)}})
     engine = Engine(**dataclasses.asdict(engine_config))
     try:

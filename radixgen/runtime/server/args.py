@@ -19,6 +19,7 @@ from radixgen.runtime.config import EngineConfig, add_cli_args, from_cli_args
 LOG_FORMATS = ("json", "text")
 QUEUE_PER_RUNNING = 4  # the server's default --max-queued-requests: 4 x --max-running-requests
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ROUTER_POLICIES = ("cache_aware", "round_robin", "power_of_two", "random")  # sglang-router's --policy
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class ServerConfig:
     health_stall_s: float = 60.0        # /health answers 503 once the engine loop has not gone round this long
     log_level: str = "info"
     log_format: str = "json"            # json: one object per line (structured); text: for humans
+    dp: int = 1                         # > 1: this many workers behind sglang-router on --port (pip install 'radixgen[router]')
+    router_policy: str = "cache_aware"  # with --dp: sglang-router's policy (cache_aware sends a prompt where its prefix is cached)
+    router_args: str | None = None      # with --dp: more sglang-router flags, as one string (e.g. "--balance-abs-threshold 8")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -46,6 +50,10 @@ class ServerConfig:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}; got {self.log_format!r}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}")
+        if not isinstance(self.dp, int) or self.dp < 1:
+            raise ValueError(f"dp must be a positive integer, got {self.dp!r}")
+        if self.router_policy not in ROUTER_POLICIES:
+            raise ValueError(f"router_policy must be one of {', '.join(ROUTER_POLICIES)}; got {self.router_policy!r}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty (leave it out to disable auth)")
 
@@ -56,7 +64,7 @@ class ServerConfig:
         return out
 
 
-CHOICES = {"log_format": LOG_FORMATS, "log_level": LOG_LEVELS}
+CHOICES = {"log_format": LOG_FORMATS, "log_level": LOG_LEVELS, "router_policy": ROUTER_POLICIES}
 
 
 def _arg_type(annotation: str) -> type:
