@@ -25,19 +25,14 @@ MAX_CALLS = 128  # calls open at once
 Item = tuple     # (a, q, ret)
 
 
-class CallAutomaton(ByteAutomaton):
-    """Byte-level automaton of `regex` (the root rule's), whose CALL + id byte pairs call
-    `calls[id]`; `marker` as for ByteAutomaton (a byte no rule writes)."""
+class RegexStack(ByteAutomaton):
+    """What a pushdown over called regexes shares (this module's and slot_automaton.py's): the
+    regexes' indexes by id (0: the root's, added when the base class starts) and their initial
+    states. Subclasses define `_closure(a, q, ret)`."""
 
-    def __init__(self, regex: str, marker: bytes, calls: dict[int, str]) -> None:
-        self._special = frozenset({marker[0], CALL})
+    def _init_stack(self) -> None:
         self._indexes: dict[int, Index] = {}
         self._starts: dict[int, int] = {}  # regex -> its initial state (after the leading marker)
-        self._item_rows: dict[Item, dict[int, tuple[Item, ...]]] = {}
-        self._closures: dict[Item, tuple[Item, ...]] = {}
-        for a, rx in calls.items():
-            self._add_regex(a, build_index(rx, BYTE_VOCAB, marker), marker[0])
-        super().__init__(regex, marker)
 
     def _add_regex(self, a: int, index: Index, marker: int) -> None:
         self._indexes[a] = index
@@ -46,6 +41,27 @@ class CallAutomaton(ByteAutomaton):
     def _start_key(self, outer: int) -> frozenset:
         self._add_regex(0, self._index, self._marker)
         return frozenset(self._closure(0, self._starts[0], ()))
+
+    def _final(self, a: int, q: int) -> bool:
+        """Whether regex `a` may end in state q."""
+        index = self._indexes[a]
+        nxt = index.get_next_state(q, self._marker)
+        return nxt is not None and index.is_final_state(nxt)
+
+
+class CallAutomaton(RegexStack):
+    """Byte-level automaton of `regex` (the root rule's), whose CALL + id byte pairs call
+    `calls[id]`; `marker` as for ByteAutomaton (a byte no rule writes)."""
+
+    def __init__(self, regex: str, marker: bytes, calls: dict[int, str]) -> None:
+        self._special = frozenset({marker[0], CALL})
+        self._init_stack()
+        self._item_rows: dict[Item, dict[int, tuple[Item, ...]]] = {}
+        self._closures: dict[Item, tuple[Item, ...]] = {}
+        for a, rx in calls.items():
+            self._add_regex(a, build_index(rx, BYTE_VOCAB, marker), marker[0])
+        super().__init__(regex, marker)
+
 
     def _closure(self, a: int, q: int, ret: tuple) -> tuple[Item, ...]:
         """The items regex `a` in state q stands for: itself, inside every rule it may call here,
@@ -72,11 +88,6 @@ class CallAutomaton(ByteAutomaton):
                 todo.append((*ret[-1], ret[:-1]))
         out = self._closures[key] = tuple(seen)
         return out
-
-    def _final(self, a: int, q: int) -> bool:
-        index = self._indexes[a]
-        nxt = index.get_next_state(q, self._marker)
-        return nxt is not None and index.is_final_state(nxt)
 
     def _read_row(self, q: int) -> None:
         targets: dict[int, set[Item]] = {}

@@ -26,9 +26,9 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from outlines_core import Index
 
 from .byte_automaton import DEAD, ByteAutomaton
+from .call_automaton import RegexStack
 from .grammar import BYTE_VOCAB, build_index
 from .json_free import CALL_BYTES, DONE, PASS, SLOT, UNIQUE, UNIQUE_REGEX, FreeJson
 
@@ -36,7 +36,7 @@ MAX_CALLS = 32  # calls open at once (recursion depth of $refs; left recursion s
 Item = tuple
 
 
-class SlotAutomaton(ByteAutomaton):
+class SlotAutomaton(RegexStack):
     """Byte-level automaton of a regex with SLOT / UNIQUE / CALL bytes; `calls` maps a CALL byte
     to its regex (None: no value, the call is dead); `whitespace` is the pattern a free-form
     value allows after `,` and `:` (the converter's); `number_limits` the digit limits of its
@@ -56,21 +56,13 @@ class SlotAutomaton(ByteAutomaton):
         self._closures: dict[Item, tuple[Item, ...]] = {}
         self._unique: dict[int, frozenset[int]] = {}  # dense state -> bytes opening a unique array
         self._special = frozenset({marker[0], SLOT, UNIQUE, *CALL_BYTES})
-        self._indexes: dict[int, Index] = {}
-        self._starts: dict[int, int] = {}  # regex -> its initial state (after the leading marker)
+        self._init_stack()
         for byte, rx in (calls or {}).items():
             if rx is not None:
                 self._add_regex(byte, build_index(rx, BYTE_VOCAB, marker), marker[0])
         self.has_unique = any(UNIQUE_REGEX in rx for rx in (regex, *(calls or {}).values()) if rx)
         super().__init__(regex, marker)
 
-    def _add_regex(self, a: int, index: Index, marker: int) -> None:
-        self._indexes[a] = index
-        self._starts[a] = index.get_next_state(index.get_initial_state(), marker)
-
-    def _start_key(self, outer: int) -> frozenset:
-        self._add_regex(0, self._index, self._marker)
-        return frozenset(self._closure(0, self._starts[0], ()))
 
     def _closure(self, a: int, q: int, ret: tuple) -> tuple[Item, ...]:
         """The items regex `a` in state q stands for: itself, past a UNIQUE byte, inside every
@@ -91,11 +83,6 @@ class SlotAutomaton(ByteAutomaton):
                 items += self._closure(*ret[-1], ret[:-1])
             out = self._closures[key] = tuple(dict.fromkeys(items))
         return out
-
-    def _final(self, a: int, q: int) -> bool:
-        index = self._indexes[a]
-        nxt = index.get_next_state(q, self._marker)
-        return nxt is not None and index.is_final_state(nxt)
 
     # ---- rows ----------------------------------------------------------------------------
 
