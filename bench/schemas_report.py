@@ -31,8 +31,8 @@ import torch
 from transformers import AutoTokenizer
 
 from radixgen.constrained import Grammar, GrammarCompiler, UnsupportedSchemaError, make_bitmask
-from radixgen.constrained.json_merge import merge_all
-from radixgen.constrained.json_object import pattern_matches
+from radixgen.constrained.schema.json_merge import merge_all
+from radixgen.constrained.schema.json_object import pattern_matches
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemas-dev"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,4 +1,16 @@
-"""Grammar-constrained decoding: regex, JSON schema, choices and EBNF grammars as token masks.
+"""Grammar-constrained decoding: regex, JSON schema, choices, EBNF grammars and structural tags as
+token masks. Three layers, imported one way (top -> automata, top -> schema -> automata):
+
+    schema/    JSON schema -> a regex with marks (free-form slots, $ref calls, uniqueItems) for
+               the pushdown: one Converter (json_schema.py) and a module per keyword family
+    automata/  regexes as byte-level automata: outlines-core indexes (index.py), the dense
+               ByteAutomaton, the pushdowns that read the marks (slot_automaton, call_automaton)
+               and the free-form JSON value reader (json_free)
+    here       grammars against a tokenizer's vocabulary (CompiledGrammar, LazyGrammar), the
+               per-request matchers, jump-forward, the compiler (cache, sandbox) and one module
+               per grammar kind (regex_syntax, ebnf, structural_tag + tag_*)
+
+Use:
 
     compiler = GrammarCompiler(tokenizer)            # vocabulary built once
     grammar = compiler.compile("json_schema", schema) # or "regex", "choices", "ebnf"; submit() -> Future
@@ -12,9 +24,9 @@ from .errors import UnsupportedSchemaError
 from .grammar import CompiledGrammar, compile_regex
 from .grammar_base import Grammar
 from .lazy_grammar import LazyGrammar, compile_lazy
-from .json_schema import WHITESPACE, JsonOptions, json_schema_to_regex
 from .mask import apply_bitmask, make_bitmask
 from .matcher import GrammarMatcher, fill_batch_bitmask
+from .schema.json_schema import WHITESPACE, JsonOptions, json_schema_to_regex
 from .vocab import TokenVocab, build_token_vocab, token_bytes, token_vocab_from_tokenizer
 
 __all__ = [

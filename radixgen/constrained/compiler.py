@@ -24,22 +24,22 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Hashable
 
-from .byte_automaton import ByteAutomaton
+from .automata.byte_automaton import ByteAutomaton
+from .automata.json_free import SLOT_REGEX, UNIQUE_REGEX
+from .automata.slot_automaton import SlotAutomaton
 from .ebnf import compile_ebnf
 from .errors import RegexTooLarge
 from .grammar import compile_regex
 from .grammar_base import Grammar
-from .json_free import SLOT_REGEX, UNIQUE_REGEX
-from .json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
-from .json_values import escape
 from .lazy_grammar import LazyGrammar
 from .regex_syntax import compile_python_regex
 from .sandbox import START_TIMEOUT_S, Sandbox, too_slow
-from .slot_automaton import SlotAutomaton
+from .schema.json_schema import FINISHING, MAX_REGEX_CHARS, WHITESPACE, JsonOptions, json_schema_parts
+from .schema.json_values import escape
 from .vocab import MARKERS, TokenVocab, token_vocab_from_tokenizer
 
 KINDS = ("regex", "json_schema", "choices", "ebnf")
-JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see grammar.py
+JSON_MARKER = b"\x00"  # JSON text never holds a raw control byte, see automata/index.py
 # A JSON schema becomes a regex that marks free-form values (SLOT), uniqueItems arrays (UNIQUE) and
 # recursive or long $refs (CALL, each with a regex of its own), read by a SlotAutomaton: free-form
 # values at any depth through a pushdown machine (json_free.py), calls up to 32 deep, and items
@@ -229,14 +229,14 @@ class GrammarCompiler:
                 grammar = self._sandbox.run(key, deadline, self.timeout_s)
                 if grammar is not None:
                     return grammar
-            return self._compile_uncached(key)
+            return self.compile_uncached(key)
         except ValueError:
             raise
         except Exception as e:  # a bug of ours, met by one spec: that request fails, not the engine
             raise ValueError(f"the grammar compiler failed on this {key[0]} ({type(e).__name__}: {e}); "
                              "please report it with the spec") from e
 
-    def _compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
+    def compile_uncached(self, key: tuple[str, Hashable]) -> Grammar:
         kind, spec = key
         if kind == "regex":
             return compile_python_regex(spec, self.token_vocab)

@@ -8,14 +8,14 @@ Then each rule becomes a regex: a rule that takes part in recursion, or whose re
 place, where regex-automata merges it with its neighbours into one small DFA. Masks are computed
 per state on first use, like JSON schemas' (lazy_grammar.py).
 
-Text never holds U+0000 (the end marker, see grammar.py) nor U+0001 (CALL): `.` and negated
+Text never holds U+0000 (the end marker, see automata/index.py) nor U+0001 (CALL): `.` and negated
 classes leave them out, and a grammar that writes one as a literal is refused.
 """
 from __future__ import annotations
 
 import time
 
-from .call_automaton import CALL, CallAutomaton
+from .automata.call_automaton import CALL, CallAutomaton
 from .ebnf_parse import Alt, Cls, Lit, Node, Ref, Rep, Seq, parse_ebnf
 from .lazy_grammar import LazyGrammar
 from .vocab import TokenVocab

@@ -6,17 +6,29 @@ outlines-core index precomputed for the whole vocabulary, LazyGrammar (lazy_gram
 them on first use from a byte-level automaton. Subclasses say which real tokens a state allows,
 whether it accepts, where a token leads; this class turns that into packed mask rows and forced
 text, each cached at most once per state, so any number of matchers (requests) can share one
-grammar.
+grammar. Each kind's module builds the matcher its grammar needs (new_matcher; matcher.py).
+
+Jump-forward, forced text: what every continuation of a state starts with, computed on the
+tokens themselves rather than on a second (character-level) automaton. The next byte is forced
+when all tokens allowed in a state begin with the same byte (the grammar's `first_bytes`: read
+off the mask row here, or off the byte-level automaton by LazyGrammar); the state then steps
+through that byte's single-byte token, which byte-level BPE and SentencePiece byte fallback both
+have for every byte. This stays exact for the tokens the model can actually write, costs one
+pass over a mask row per state (cached), and never re-parses the regex, which interegular would
+do in Python at the cost of seconds for large JSON schemas.
 """
 from __future__ import annotations
+
+import codecs
+from typing import Any
 
 import numpy as np
 import torch
 
-from .jump_forward import compute_forced_bytes, mask_first_bytes
 from .mask import pack_ids
-from .matcher import GrammarMatcher
 from .vocab import TokenVocab
+
+MAX_FORCED_BYTES = 4096  # a bound for safety; forced runs are keys and punctuation in practice
 
 
 class Grammar:
@@ -26,7 +38,7 @@ class Grammar:
 
     def __init__(self, tv: TokenVocab, marker: bytes, regex: str, compile_s: float = 0.0) -> None:
         self._tv = tv
-        self.marker = marker  # the end marker byte (see grammar.py's docstring)
+        self.marker = marker  # the end marker byte (see automata/index.py)
         self.regex = regex
         self.compile_s = compile_s
         self.info: dict[str, int | str] = {}  # how it was built (path, states, narrowing step)
@@ -51,8 +63,9 @@ class Grammar:
     def token_vocab(self) -> TokenVocab:
         return self._tv
 
-    def new_matcher(self) -> GrammarMatcher:
-        return GrammarMatcher(self)
+    def new_matcher(self) -> Any:
+        """A fresh per-request matcher (a matcher.GrammarMatcher or one of its kind's)."""
+        raise NotImplementedError
 
     def is_accepting(self, state: int) -> bool:
         """Whether the text that led to `state` is in the regex's language."""
@@ -97,9 +110,54 @@ class Grammar:
         return cached
 
     def forced_bytes(self, state: int) -> bytes:
-        """Bytes every continuation from `state` starts with (cached; see jump_forward.py)."""
+        """Bytes every continuation from `state` starts with (cached; see the module docstring)."""
         forced = self._forced.get(state)
         if forced is None:
             forced = compute_forced_bytes(self, state)
             self._forced[state] = forced
         return forced
+
+
+def mask_first_bytes(grammar: Grammar, state: int) -> np.ndarray:
+    """Distinct first bytes of the real tokens allowed in `state`, read off its mask row."""
+    row = grammar.row(state)
+    bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: grammar.vocab_size].astype(bool)
+    bits[grammar.eos_token_id] = False
+    firsts = grammar.token_vocab.first_byte[bits]
+    return np.unique(firsts[firsts >= 0])
+
+
+def compute_forced_bytes(grammar: Grammar, state: int) -> bytes:
+    """Longest byte string forced from `state`, cut to whole UTF-8 characters.
+
+    Stops where the text could end (accepting state), where two bytes are possible, or where the
+    forced byte has no single-byte token to step by.
+    """
+    out = bytearray()
+    if grammar.token_vocab.first_byte.size == 0:
+        return b""
+    while len(out) < MAX_FORCED_BYTES and not grammar.is_accepting(state):
+        firsts = grammar.first_bytes(state)
+        if firsts.size != 1:
+            break
+        byte = int(firsts[0])
+        tok = int(grammar.token_vocab.byte_token[byte])
+        nxt = grammar.next_state(state, tok) if tok >= 0 else None
+        if nxt is None:
+            break
+        out.append(byte)
+        state = nxt
+    return _whole_chars(bytes(out))
+
+
+def _whole_chars(data: bytes) -> bytes:
+    """The longest prefix of `data` made of complete UTF-8 characters; empty if `data` starts
+    inside a character (the previous token ended mid-character)."""
+    if data and 0x80 <= data[0] < 0xC0:
+        return b""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    try:
+        text = decoder.decode(data, final=False)
+    except UnicodeDecodeError:
+        return b""
+    return text.encode("utf-8")

@@ -22,10 +22,9 @@ import time
 
 import numpy as np
 
-from .byte_automaton import DEAD, UNREAD, ByteAutomaton
-from .grammar import strip_anchors
-from .grammar_base import Grammar
-from .jump_forward import mask_first_bytes
+from .automata.byte_automaton import DEAD, UNREAD, ByteAutomaton
+from .automata.index import strip_anchors
+from .grammar_base import Grammar, mask_first_bytes
 from .matcher import GrammarMatcher
 from .unique_items import UniqueMatcher
 from .vocab import TokenVocab
@@ -50,7 +49,7 @@ class LazyGrammar(Grammar):
     def new_matcher(self) -> GrammarMatcher:
         """A matcher that also keeps uniqueItems arrays distinct where the automaton marks them."""
         if getattr(self._automaton, "has_unique", False):
-            return UniqueMatcher(self)
+            return UniqueMatcher(self, self._automaton)
         return GrammarMatcher(self)
 
     def is_accepting(self, state: int) -> bool:

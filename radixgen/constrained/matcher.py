@@ -1,17 +1,15 @@
 """The per-request half of a grammar: where this request stands in the shared automaton."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from .grammar_base import Grammar
 from .mask import row_ids
 
-if TYPE_CHECKING:  # grammar_base.py imports this module; the grammar is only a type here
-    from .grammar_base import Grammar
-
-_EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
+EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
 
 
 class GrammarMatcher:
@@ -22,7 +20,7 @@ class GrammarMatcher:
     jump-forward tokens.
     """
 
-    def __init__(self, grammar: "Grammar") -> None:
+    def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
         self._states: list[int] = [grammar.initial_state]
         # int32 [W]: tokens that open one of the request's stop strings, allowed wherever the text
@@ -56,7 +54,7 @@ class GrammarMatcher:
         bitmask[row, width:] = 0
 
     def _row_tensor(self) -> torch.Tensor:
-        if self.state == _EOS_TAKEN:
+        if self.state == EOS_TAKEN:
             return self._eos_only()
         row = self.grammar.row_tensor(self.state)
         if self._stop_row is not None and self.grammar.is_accepting(self.state):
@@ -75,7 +73,7 @@ class GrammarMatcher:
         return row_ids(self._row_tensor().numpy())[: self.grammar.vocab_size]
 
     def is_allowed(self, token_id: int) -> bool:
-        if self.state == _EOS_TAKEN:
+        if self.state == EOS_TAKEN:
             return token_id == self.grammar.eos_token_id
         if token_id == self.grammar.eos_token_id:
             return self.grammar.is_accepting(self.state)
@@ -84,12 +82,12 @@ class GrammarMatcher:
     def advance(self, token_id: int) -> bool:
         """Accept one token; False (and no change) if the grammar does not allow it here."""
         state = self.state
-        if state == _EOS_TAKEN:
+        if state == EOS_TAKEN:
             return False
         if token_id == self.grammar.eos_token_id:
             if not self.grammar.is_accepting(state):
                 return False
-            self._states.append(_EOS_TAKEN)
+            self._states.append(EOS_TAKEN)
             return True
         nxt = self.grammar.next_state(state, token_id)
         if nxt is None:
@@ -117,19 +115,19 @@ class GrammarMatcher:
 
     def can_end(self) -> bool:
         """The text so far is complete: EOS is allowed (or was taken)."""
-        return self.state == _EOS_TAKEN or self.grammar.is_accepting(self.state)
+        return self.state == EOS_TAKEN or self.grammar.is_accepting(self.state)
 
     def is_finished(self) -> bool:
         """EOS was taken, or the text is complete and nothing may follow it."""
         state = self.state
-        if state == _EOS_TAKEN:
+        if state == EOS_TAKEN:
             return True
         return self.grammar.is_accepting(state) and not self.grammar.has_continuation(state)
 
     def forced_string(self) -> str | None:
         """The longest text every continuation from here starts with (None if none), for
         jump-forward. Stops at an accepting state and before an incomplete UTF-8 character."""
-        if self.state == _EOS_TAKEN:
+        if self.state == EOS_TAKEN:
             return None
         forced = self.grammar.forced_bytes(self.state)
         return forced.decode("utf-8") if forced else None

@@ -10,7 +10,7 @@ the feature a finite automaton cannot match (look-around, backreferences, condit
 groups and possessive quantifiers, word boundaries, anchors inside the text).
 
 `exclude`: a byte the printed regex never produces (every class, `.` and negated literal
-leaves it out). grammar.py's end marker must be a control byte the regex cannot write; a regex
+leaves it out). automata/index.py's end marker must be a control byte the regex cannot write; a regex
 that writes every one (`(.|\\n)*`, `[\\s\\S]*`) is compiled without NUL instead, which no model
 output needs, rather than refused. The result is masked lazily, like JSON schemas (see
 compile_python_regex).

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import resource
 import select
 import struct
 import subprocess
@@ -112,12 +111,12 @@ class _Child:
     def _start(self) -> None:
         if self.closed:
             raise ValueError("the grammar compiler was shut down")
-        code = "from radixgen.constrained.sandbox import _child_main; _child_main()"
+        code = "from radixgen.constrained.sandbox_child import main; main()"
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
-            _send(self.proc.stdin, self._args)
-            ready = _recv(self.proc.stdout, time.monotonic() + START_TIMEOUT_S)
+            send(self.proc.stdin, self._args)
+            ready = recv(self.proc.stdout, time.monotonic() + START_TIMEOUT_S)
         except (OSError, ValueError, AttributeError):  # killed meanwhile (shutdown)
             ready = None
         if ready != "ready":
@@ -140,8 +139,8 @@ class _Child:
             if self.proc is None or self.proc.poll() is not None:
                 self._start()
             deadline = time.monotonic() + left_s
-            _send(self.proc.stdin, key)
-            reply = _recv(self.proc.stdout, deadline)
+            send(self.proc.stdin, key)
+            reply = recv(self.proc.stdout, deadline)
             if reply is not None:
                 return reply
             died = time.monotonic() < deadline or self.proc.poll() is not None  # its pipe closed early
@@ -161,13 +160,13 @@ class _Child:
                 pipe.close()
 
 
-def _send(pipe: Any, obj: Any) -> None:
+def send(pipe: Any, obj: Any) -> None:
     data = pickle.dumps(obj)
     pipe.write(struct.pack("<Q", len(data)) + data)
     pipe.flush()
 
 
-def _recv(pipe: Any, deadline: float) -> Any:
+def recv(pipe: Any, deadline: float) -> Any:
     """The next message, or None if none came by `deadline` or the pipe closed."""
     def read(n: int) -> bytes | None:
         out = b""
@@ -183,41 +182,3 @@ def _recv(pipe: Any, deadline: float) -> Any:
     head = read(8)
     body = None if head is None else read(struct.unpack("<Q", head)[0])
     return None if body is None else pickle.loads(body)
-
-
-def _child_main() -> None:
-    """In the child: compile keys from stdin until it closes; reply ("ok", pickled grammar | None)
-    or ("error", message) on stdout."""
-    from .compiler import GrammarCompiler  # the child's own, compiling in this thread
-
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    tv_bytes, whitespace, memory_mb, timeout_s, json_limits = _recv(stdin, float("inf"))
-    compiler = GrammarCompiler(pickle.loads(tv_bytes), cache_size=0, timeout_s=timeout_s, whitespace=whitespace,
-                               **({} if json_limits is None else {"json_limits": json_limits}))
-    vm = _vm_bytes()
-    if vm:  # memory_mb on top of what the child holds now (the interpreter, torch, the vocabulary)
-        resource.setrlimit(resource.RLIMIT_AS, (vm + memory_mb * 2 ** 20, resource.RLIM_INFINITY))
-    _send(stdout, "ready")
-    while True:
-        key = _recv(stdin, float("inf"))
-        if key is None:
-            return
-        try:
-            grammar = compiler._compile_uncached(key)
-            reply: tuple[str, Any] = ("ok", None if key[0] in LAZY_KINDS else pickle.dumps(grammar))
-        except MemoryError:
-            reply = ("error", too_big(memory_mb))
-        except ValueError as exc:
-            reply = ("error", str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bug of ours, met by one spec
-            reply = ("error", f"the grammar compiler failed on this {key[0]} ({type(exc).__name__}: {exc}); "
-                              "please report it with the spec")
-        _send(stdout, reply)
-
-
-def _vm_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * resource.getpagesize()
-    except OSError:
-        return 0

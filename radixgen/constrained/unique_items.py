@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import torch
 
+from .automata.slot_automaton import SlotAutomaton
+from .grammar_base import Grammar
 from .mask import pack_ids
-from .matcher import _EOS_TAKEN, GrammarMatcher
+from .matcher import EOS_TAKEN, GrammarMatcher
 from .vocab import JSON_WS
 
-if TYPE_CHECKING:
-    from .lazy_grammar import LazyGrammar
 
 _SELF_ENDING = frozenset(b'"[{tfn')  # first bytes of items whose last byte ends them
 
@@ -54,23 +54,23 @@ class Scan(NamedTuple):
 
 
 class UniqueMatcher(GrammarMatcher):
-    """A GrammarMatcher over a LazyGrammar whose automaton marks uniqueItems arrays."""
+    """A GrammarMatcher over a grammar (a LazyGrammar) whose `automaton` marks uniqueItems arrays."""
 
-    def __init__(self, grammar: "LazyGrammar") -> None:
+    def __init__(self, grammar: Grammar, automaton: SlotAutomaton) -> None:
         super().__init__(grammar)
-        self._auto = grammar.automaton
+        self._auto = automaton
         self._text = bytearray()
         self._scans: list[Scan] = [Scan()]  # after each accepted token, like the state stack
         self._sizes: list[int] = []  # bytes each accepted token added
         # (num_tokens, forbidden ids, the grammar's row without them or None): one step's cache
         self._forbidden: tuple[int, np.ndarray, np.ndarray | None] | None = None
-        self._ws = _whitespace_variants(grammar)
+        self._ws = _whitespace_variants(automaton.whitespace, grammar.token_vocab.whitespace_runs)
         self._longest = grammar.token_vocab.matrix.columns.shape[0]  # bytes of the longest token
 
     # ---- the state, kept in step with the base class's ------------------------------------
 
     def advance(self, token_id: int) -> bool:
-        if self.state != _EOS_TAKEN and token_id in self._forbidden_ids():
+        if self.state != EOS_TAKEN and token_id in self._forbidden_ids():
             return False
         state = self.state
         if not super().advance(token_id):
@@ -92,7 +92,7 @@ class UniqueMatcher(GrammarMatcher):
         self.rollback(self.num_tokens)
 
     def is_allowed(self, token_id: int) -> bool:
-        return super().is_allowed(token_id) and (self.state == _EOS_TAKEN
+        return super().is_allowed(token_id) and (self.state == EOS_TAKEN
                                                  or token_id not in self._forbidden_ids())
 
     def _scan(self, scan: Scan, state: int, piece: bytes) -> Scan:
@@ -121,7 +121,7 @@ class UniqueMatcher(GrammarMatcher):
 
     def _row_tensor(self) -> torch.Tensor:
         row = super()._row_tensor()
-        if self.state == _EOS_TAKEN:
+        if self.state == EOS_TAKEN:
             return row
         self._forbidden_ids()
         kept = self._forbidden[2]  # type: ignore[index]
@@ -200,9 +200,7 @@ def _prefix_end(keys: list[bytes], prefix: bytes) -> int:
     return bisect_left(keys, stripped[:-1] + bytes([stripped[-1] + 1]))
 
 
-def _whitespace_variants(grammar: "LazyGrammar") -> list[bytes]:
-    """The whitespace the grammar's pattern allows after `,`, as the vocabulary spells it
-    (leading whitespace runs of tokens), the empty run first."""
-    pattern = grammar.automaton.whitespace
-    runs = grammar.token_vocab.whitespace_runs
+def _whitespace_variants(pattern: str, runs: Iterable[bytes]) -> list[bytes]:
+    """The whitespace `pattern` (the grammar's, after `,`) allows, as the vocabulary spells it
+    (`runs`: leading whitespace runs of tokens), the empty run first."""
     return [b""] + sorted(w for w in runs if re.fullmatch(pattern, w.decode()))

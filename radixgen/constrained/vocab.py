@@ -5,7 +5,7 @@ appends to the output. Byte-level BPE (GPT-2, Llama 3, SmolLM2) stores bytes map
 characters; SentencePiece stores "▁" for a space and "<0xNN>" for raw bytes. Special tokens (chat
 markers, EOS) produce no text a grammar can match and are left out.
 
-The vocabulary also carries one *sentinel* token per candidate end marker (see grammar.py for
+The vocabulary also carries one *sentinel* token per candidate end marker (see automata/index.py for
 why): an ASCII control byte given an id past the real vocabulary, so it never reaches a mask.
 It also keeps every token's bytes as a padded matrix (TokenMatrix), for grammars that compute
 masks themselves by walking all tokens at once (lazy_grammar.py).

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from radixgen.constrained import GrammarCompiler
-from radixgen.constrained.json_schema import NO_LIMITS, JsonOptions
+from radixgen.constrained.schema.json_schema import NO_LIMITS, JsonOptions
 from radixgen.constrained.mask import pack_ids
 from radixgen.constrained.tag_grammar import TagCompiler
 

@@ -40,12 +40,12 @@ def test_json_schema_key_is_canonical(compiler):
 
 def test_submit_runs_off_the_calling_thread(compiler, monkeypatch):
     seen = []
-    original = compiler._compile_uncached
+    original = compiler.compile_uncached
 
     def spy(key):
         seen.append(threading.current_thread().name)
         return original(key)
-    monkeypatch.setattr(compiler, "_compile_uncached", spy)
+    monkeypatch.setattr(compiler, "compile_uncached", spy)
     future = compiler.submit("regex", "abc")
     assert future.result(timeout=5).vocab_size == VOCAB.size
     assert seen and seen[0].startswith("grammar") and seen[0] != threading.current_thread().name
@@ -53,13 +53,13 @@ def test_submit_runs_off_the_calling_thread(compiler, monkeypatch):
 
 def test_concurrent_submits_share_one_compile(compiler, monkeypatch):
     calls = []
-    original = compiler._compile_uncached
+    original = compiler.compile_uncached
 
     def slow(key):
         calls.append(key)
         time.sleep(0.2)
         return original(key)
-    monkeypatch.setattr(compiler, "_compile_uncached", slow)
+    monkeypatch.setattr(compiler, "compile_uncached", slow)
     futures = [compiler.submit("regex", "a[0-9]") for _ in range(4)]
     grammars = {id(f.result(timeout=5)) for f in futures}
     assert len(grammars) == 1 and len(calls) == 1
@@ -67,13 +67,13 @@ def test_concurrent_submits_share_one_compile(compiler, monkeypatch):
 
 def test_timeout_fails_only_that_future(monkeypatch):
     compiler = GrammarCompiler(VOCAB, timeout_s=0.2)
-    original = compiler._compile_uncached
+    original = compiler.compile_uncached
 
     def maybe_slow(key):
         if key == ("regex", "deaf"):
             time.sleep(1.0)
         return original(key)
-    monkeypatch.setattr(compiler, "_compile_uncached", maybe_slow)
+    monkeypatch.setattr(compiler, "compile_uncached", maybe_slow)
     slow = compiler.submit("regex", "deaf")
     fast = compiler.submit("regex", "bead")
     assert fast.result(timeout=5).regex == "bead"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from radixgen.constrained import GrammarCompiler, UnsupportedSchemaError, build_token_vocab
-from radixgen.constrained.json_schema import NO_LIMITS
+from radixgen.constrained.schema.json_schema import NO_LIMITS
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsonschemas-dev"
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "schemas_report.py"

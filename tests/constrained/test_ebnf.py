@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixgen.constrained.call_automaton import MAX_CALLS
+from radixgen.constrained.automata.call_automaton import MAX_CALLS
 from radixgen.constrained.ebnf import ebnf_regexes
 from radixgen.constrained.ebnf_parse import parse_ebnf
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from radixgen.constrained import UnsupportedSchemaError, json_schema_to_regex
-from radixgen.constrained.json_schema import NO_LIMITS
+from radixgen.constrained.schema.json_schema import NO_LIMITS
 
 POOL = [None, True, False, 0, 1, 7, -3, 2.5, "", "a", "b", "bb", "ccc", "x@y.io", [], [1], [1, 2, 3],
         {}, {"a": 1}, {"b": "x"}, {"a": 1, "b": "x"}, {"a": "s"}, {"kind": "x"}, {"kind": "x", "n": 1},

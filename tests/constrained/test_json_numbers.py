@@ -13,7 +13,7 @@ import pytest
 from constrained_helpers import forced_through
 
 from radixgen.constrained import GrammarCompiler, UnsupportedSchemaError, build_token_vocab, json_schema_to_regex
-from radixgen.constrained.json_schema import NO_LIMITS, JsonOptions
+from radixgen.constrained.schema.json_schema import NO_LIMITS, JsonOptions
 
 
 def matches(schema, text: str, options: JsonOptions = JsonOptions()) -> bool:

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from radixgen.constrained import UnsupportedSchemaError, json_schema_to_regex
-from radixgen.constrained.json_schema import JsonOptions
+from radixgen.constrained.schema.json_schema import JsonOptions
 
 
 def accepts(schema, value, **dumps) -> bool:

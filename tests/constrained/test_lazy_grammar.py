@@ -10,7 +10,7 @@ import pytest
 from radixgen.constrained import (CompiledGrammar, GrammarCompiler, JsonOptions, LazyGrammar, compile_lazy,
                                   compile_regex, json_schema_to_regex, token_vocab_from_tokenizer)
 from radixgen.constrained.compiler import JSON_MARKER
-from radixgen.constrained.json_schema import NO_LIMITS
+from radixgen.constrained.schema.json_schema import NO_LIMITS
 from radixgen.constrained.mask import row_ids
 
 from constrained_helpers import encode, forced_through, tiny_ids, tiny_vocab

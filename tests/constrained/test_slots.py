@@ -9,10 +9,10 @@ import re
 import pytest
 
 from radixgen.constrained import GrammarCompiler, JsonOptions, LazyGrammar, json_schema_to_regex
-from radixgen.constrained.json_schema import json_schema_parts
-from radixgen.constrained.byte_automaton import DEAD
+from radixgen.constrained.schema.json_schema import json_schema_parts
+from radixgen.constrained.automata.byte_automaton import DEAD
 from radixgen.constrained.compiler import JSON_MARKER
-from radixgen.constrained.slot_automaton import SlotAutomaton
+from radixgen.constrained.automata.slot_automaton import SlotAutomaton
 
 from constrained_helpers import encode, forced_through
 

@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from radixgen.constrained.call_automaton import CallAutomaton
+from radixgen.constrained.automata.call_automaton import CallAutomaton
 from radixgen.constrained.ebnf import MARKER, ebnf_regexes
 from radixgen.constrained.ebnf_parse import parse_ebnf
 

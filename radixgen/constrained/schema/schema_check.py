@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from .errors import UnsupportedSchemaError
+from ..errors import UnsupportedSchemaError
 
 OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties", "patternProperties",
                              "propertyNames", "minProperties", "maxProperties", "dependencies",
@@ -81,7 +81,7 @@ def instance_ok(value: Any, s: dict) -> bool:
         types = [declared] if isinstance(declared, str) else declared
         if not any(_type_ok(value, t) for t in types):
             return False
-    if "const" in s and "enum" in s and not any(_same(value, e) for e in s["enum"]):
+    if "const" in s and "enum" in s and not any(same_value(value, e) for e in s["enum"]):
         return False
     if isinstance(value, str):
         if len(value) < s.get("minLength", 0) or len(value) > s.get("maxLength", math.inf):
@@ -101,7 +101,7 @@ def instance_ok(value: Any, s: dict) -> bool:
     return True
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """JSON equality: 1 == 1.0, but True != 1."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b

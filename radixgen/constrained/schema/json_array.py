@@ -1,14 +1,11 @@
 """Arrays for the JSON-schema converter: positional items, then the rest, counted."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .errors import UnsupportedSchemaError
-from .json_free import UNIQUE_REGEX
+from ..automata.json_free import UNIQUE_REGEX
+from .base import ConverterBase
+from ..errors import UnsupportedSchemaError
 from .json_values import repeat
 
-if TYPE_CHECKING:
-    from .json_schema import Converter
 
 
 def _positional(s: dict) -> tuple[list, object, str, str]:
@@ -22,7 +19,7 @@ def _positional(s: dict) -> tuple[list, object, str, str]:
     return [], items, "", "items"
 
 
-def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
+def array_regex(conv: ConverterBase, s: dict, ptr: str) -> str | None:
     """uniqueItems: with slots (see JsonOptions) the array is marked with a UNIQUE byte and the
     matcher keeps its items distinct; without, arrays are narrowed to one item."""
     unique = s.get("uniqueItems") is True and (s.get("maxItems") is None or s["maxItems"] > 1)
@@ -32,7 +29,7 @@ def array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
     return _array_regex(conv, s, ptr)
 
 
-def _array_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
+def _array_regex(conv: ConverterBase, s: dict, ptr: str) -> str | None:
     sep = "," + conv.ws
     lo, hi = s.get("minItems", 0), s.get("maxItems")
     if hi is None and conv.options.items_cap is not None:  # a finishing default (JsonOptions)

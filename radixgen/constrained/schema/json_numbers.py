@@ -18,7 +18,7 @@ import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Callable, Optional
 
-from .errors import UnsupportedSchemaError
+from ..errors import UnsupportedSchemaError
 from .json_values import integer_range, natural_range
 
 Limit = Optional[int]

@@ -18,7 +18,7 @@ import numpy as np
 from outlines_core import Index
 
 from .byte_automaton import ByteAutomaton
-from .grammar import BYTE_VOCAB, build_index
+from .index import BYTE_VOCAB, build_index
 
 CALL = 0x01      # the byte before a call id in a rule's regex
 MAX_CALLS = 128  # calls open at once

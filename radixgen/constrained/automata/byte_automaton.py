@@ -9,7 +9,7 @@ gather from: `table` int32 [capacity, 256], table[q, b] = the state after byte b
 State ids are dense: 0 is the dead state (its row is all 0, so a walk needs no masking: once
 dead, always dead), the others are numbered 1, 2, ... in order of discovery. A row not read yet
 is all UNREAD (-1), so a gather tells by itself which states still need reading. The index is built
-for `M(?:R)M` (see grammar.py) and the marker byte's column is always dead: in the regex's
+for `M(?:R)M` (see index.py) and the marker byte's column is always dead: in the regex's
 language M is never text, only the end, and acceptance is read through it by `is_accepting`.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from .grammar import BYTE_VOCAB, build_index
+from .index import BYTE_VOCAB, build_index
 
 DEAD = 0
 UNREAD = -1

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .errors import UnsupportedSchemaError
+from ..errors import UnsupportedSchemaError
 from .json_object import FORBID, pattern_matches
-from .schema_check import _same
+from .schema_check import same_value
 
 Resolve = Callable[[str], Any]
 ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$schema", "$id", "id",
@@ -115,7 +115,7 @@ def merge2(a: dict, b: dict, ptr: str) -> dict:
             vals_u = [u] if k == "const" else u
             vals_v = [v] if k == "const" else v
             out.pop("const", None)
-            out["enum"] = [x for x in vals_u if any(_same(x, y) for y in vals_v)]
+            out["enum"] = [x for x in vals_u if any(same_value(x, y) for y in vals_v)]
         elif k == "uniqueItems":
             out[k] = bool(u or v)
         elif k == "not":
@@ -130,5 +130,5 @@ def merge2(a: dict, b: dict, ptr: str) -> dict:
         _closed_over(b, a, out["properties"])
     if "const" in out and "enum" in out:
         const = out.pop("const")
-        out["enum"] = [x for x in out["enum"] if _same(x, const)]
+        out["enum"] = [x for x in out["enum"] if same_value(x, const)]
     return out

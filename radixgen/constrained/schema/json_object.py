@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import RegexTooLarge, UnsupportedSchemaError
+from .base import ConverterBase
+from ..errors import RegexTooLarge, UnsupportedSchemaError
 from .json_keys import key_not_in
 from .json_members import members_body
 from .json_pattern import PatternError, pattern_body, patterns_disjoint
 from .json_values import STRING_CHAR, string_literal
 from .schema_check import instance_ok
 
-if TYPE_CHECKING:
-    from .json_schema import Converter
 
 FORBID = "x-radixgen-forbid"  # keys a oneOf branch must not write (set by json_oneof.py)
 _UNIVERSAL = re.compile(r"\^?\.[*+]\$?")  # patterns every (non-empty) key matches
@@ -43,7 +42,7 @@ MAX_DEPENDENCY_SPLITS = 3  # optional dependency triggers handled by splitting (
 DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 
-def object_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
+def object_regex(conv: ConverterBase, s: dict, ptr: str) -> str | None:
     conv.object_depth += 1
     try:
         if any(s.get(kw) for kw in DEPENDENCY_KEYWORDS):
@@ -53,7 +52,7 @@ def object_regex(conv: "Converter", s: dict, ptr: str) -> str | None:
         conv.object_depth -= 1
 
 
-def _with_dependencies(conv: "Converter", s: dict, ptr: str) -> str | None:
+def _with_dependencies(conv: ConverterBase, s: dict, ptr: str) -> str | None:
     """Property dependencies ("if a is present, so are b and c" / "... the object also
     satisfies S") as a union of variants that fix which optional triggers are present: absent
     ones are forbidden, present ones required with their dependencies (and their schemas merged
@@ -100,7 +99,7 @@ def _closure(keys: set[str], deps: dict) -> set[str]:
     return out
 
 
-def _object(conv: "Converter", s: dict, ptr: str) -> str | None:
+def _object(conv: ConverterBase, s: dict, ptr: str) -> str | None:
     props: dict = s.get("properties") or {}
     required = list(dict.fromkeys(s.get("required") or []))
     forbidden = set(s.get(FORBID, []))
@@ -140,13 +139,13 @@ def _member_schema(s: dict, key: str, pattern_props: dict) -> Any:
     return parts[0] if len(parts) == 1 else {"allOf": parts}
 
 
-def _resolved(conv: "Converter", schema: Any, ptr: str) -> Any:
+def _resolved(conv: ConverterBase, schema: Any, ptr: str) -> Any:
     while isinstance(schema, dict) and "$ref" in schema:
         schema = conv.resolve(schema["$ref"], ptr)
     return schema
 
 
-def _key_ok(conv: "Converter", key: str, names: Any) -> bool:
+def _key_ok(conv: ConverterBase, key: str, names: Any) -> bool:
     """Whether `key` satisfies the propertyNames schema `names` (a small string validator)."""
     names = _resolved(conv, names, "")
     if isinstance(names, bool):
@@ -164,7 +163,7 @@ def _key_ok(conv: "Converter", key: str, names: Any) -> bool:
     return "not" not in names or not _key_ok(conv, key, names["not"])
 
 
-def _names_key(conv: "Converter", names: Any, ptr: str) -> str | None:
+def _names_key(conv: ConverterBase, names: Any, ptr: str) -> str | None:
     """Regex of a key (quotes included) allowed by propertyNames. Whole strings: the value
     regex of a union is an alternation of quoted strings, so its body cannot be cut out."""
     if names is True or names == {}:
@@ -178,7 +177,7 @@ def _names_key(conv: "Converter", names: Any, ptr: str) -> str | None:
     return conv.value({**names, "type": "string"}, f"{ptr}/propertyNames")
 
 
-def _pattern_members(conv: "Converter", ptr: str, pattern_props: dict) -> str | None:
+def _pattern_members(conv: ConverterBase, ptr: str, pattern_props: dict) -> str | None:
     """One member whose key matches a pattern, with that pattern's value. Several patterns
     with different schemas are fine when no key matches two of them (else the key would owe
     both schemas)."""
@@ -203,7 +202,7 @@ def _pattern_members(conv: "Converter", ptr: str, pattern_props: dict) -> str | 
     return None if not alts else alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
 
-def _names_member(conv: "Converter", s: dict, ptr: str, names: Any, pattern_props: dict) -> str | None:
+def _names_member(conv: ConverterBase, s: dict, ptr: str, names: Any, pattern_props: dict) -> str | None:
     """patternProperties whose patterns take every key, with keys from propertyNames."""
     if not all(_UNIVERSAL.fullmatch(p) for p in pattern_props) or len(pattern_props) > 1:
         raise UnsupportedSchemaError("propertyNames", f"{ptr}/propertyNames",
@@ -217,7 +216,7 @@ def _names_member(conv: "Converter", s: dict, ptr: str, names: Any, pattern_prop
     return None if key is None or value is None else f'{key}:{conv.ws}{value}'
 
 
-def _extra_member(conv: "Converter", s: dict, ptr: str, known: set[str], names: Any) -> str | None:
+def _extra_member(conv: ConverterBase, s: dict, ptr: str, known: set[str], names: Any) -> str | None:
     """Regex for one additional member (`"key": value`), None if none may appear."""
     if ("additionalProperties" not in s and "patternProperties" not in s and "properties" in s
             and not conv.options.undeclared_keys):

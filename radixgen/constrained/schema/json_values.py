@@ -2,7 +2,7 @@
 
 Everything here is written in the syntax subset shared by Rust's regex crate (outlines-core) and
 Python's `re` (tests), and none of it ever matches a raw control byte: JSON forbids them
-unescaped, and the end-marker workaround in grammar.py relies on it.
+unescaped, and the end-marker workaround in automata/index.py relies on it.
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from .byte_automaton import DEAD, ByteAutomaton
 from .call_automaton import RegexStack
-from .grammar import BYTE_VOCAB, build_index
+from .index import BYTE_VOCAB, build_index
 from .json_free import CALL_BYTES, DONE, PASS, SLOT, UNIQUE, UNIQUE_REGEX, FreeJson
 
 MAX_CALLS = 32  # calls open at once (recursion depth of $refs; left recursion stops here)

@@ -13,12 +13,12 @@ Layout of the generated JSON: properties in schema order; a `whitespace` pattern
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .errors import RegexTooLarge, UnsupportedSchemaError
+from ..automata.json_free import SLOT_REGEX
+from .base import FINISHING, NO_LIMITS, ConverterBase, JsonOptions  # noqa: F401 - FINISHING, NO_LIMITS: re-exported
+from ..errors import RegexTooLarge, UnsupportedSchemaError
 from .json_array import array_regex
-from .json_free import SLOT_REGEX
 from .json_merge import ANNOTATIONS, NOT_IN, merge_all
 from .json_not import conditional, negate
 from .json_numbers import number_regex, number_value
@@ -28,7 +28,7 @@ from .json_pattern import PatternError, bounded_pattern_body, pattern_body
 from .json_refs import ref_regex
 from .json_values import (BOOLEAN, FORMATS, FREE_STRING, NULL, UNSUPPORTED_FORMATS, bounded_string, integer_range,
                           json_literal)
-from .schema_check import _same, check_keywords, infer_types, instance_ok
+from .schema_check import check_keywords, infer_types, instance_ok, same_value
 
 WHITESPACE = r"[ ]?"
 MAX_REGEX_CHARS = 5_000_000  # regex-automata builds ~1M characters a second
@@ -42,82 +42,13 @@ def alt(parts: list[str | None]) -> str | None:
     return kept[0] if len(kept) == 1 else "(?:" + "|".join(kept) + ")"
 
 
-@dataclass(frozen=True)
-class JsonOptions:
-    """How far the converter may narrow a schema to keep its automaton small (every setting
-    only removes valid texts, never adds invalid ones).
-
-    max_recursion: times one $ref may be open at once (recursive schemas are unrolled to it);
-    any_depth: container nesting inside free-form values (`{}`, objects and arrays that declare
-    nothing); extra_depth: the same for untyped additional properties beside declared ones and
-    array items after prefixItems; length_cap / exact_until: see
-    json_values.bounded_string; additional: generate additional properties where the schema
-    allows them (False: only for objects that declare no properties at all); optional_depth:
-    objects nested deeper than this write their required properties only (None: no limit);
-    slots: free-form values become one SLOT byte each, read by slot_automaton.py as any JSON
-    value up to json_free.MAX_DEPTH deep (the *_depth settings then do nothing), and uniqueItems arrays are marked
-    with a UNIQUE byte for the matcher to enforce (unique_items.py) instead of being narrowed;
-    calls: (with slots) a recursive or long $ref is a CALL byte and a regex of its own
-    (json_refs.py) instead of being copied and unrolled max_recursion deep, see
-    json_schema_parts.
-
-    Finishing defaults (narrowings that keep a small model from writing digits without end, as
-    llama.cpp's json-schema-to-grammar does; None lifts a limit, see json_numbers.py):
-    int_digits: most digits in a number's integer part (unless a bound needs more); frac_digits:
-    most fraction digits (unless a bound needs more); exp_digits: most exponent digits of an
-    unbounded number (0: no exponent; bounded numbers are written without one). The same
-    limits hold in free-form values (number_limits, for slot_automaton.py). string_cap /
-    items_cap: most characters of a string without maxLength (and without pattern or format) /
-    items of an array without maxItems, None: no cap. Off by default: measured on 20 dev schemas
-    that ran to 256 tokens, caps of 64 / 8 let 3 finish but made 4 miss the 10 s compile limit
-    (an array cap copies the item regex once per item). Free-form values are never capped.
-    undeclared_keys: an object that declares `properties` and says nothing of
-    additionalProperties / patternProperties may also get keys it does not declare (JSON
-    Schema's meaning). False by default (llama.cpp's and xgrammar's strict choice): side by side
-    with llama.cpp on the dev schemas, 14 of the 27 outputs that ran to the limit under ours and
-    finished under theirs were looping through such keys (repeated keys, the schema echoed from the
-    prompt). An explicit `additionalProperties: true` or a schema keeps extras.
-    """
-    max_recursion: int = 3
-    any_depth: int = 3
-    extra_depth: int = 2
-    length_cap: int = 128
-    exact_until: int = 32
-    additional: bool = True
-    optional_depth: int | None = None
-    slots: bool = False
-    calls: bool = False
-    int_digits: int | None = 16
-    frac_digits: int | None = 16
-    exp_digits: int | None = 3
-    string_cap: int | None = None
-    items_cap: int | None = None
-    undeclared_keys: bool = False
-
-    @property
-    def number_limits(self) -> tuple[int | None, int | None, int | None]:
-        return self.int_digits, self.frac_digits, self.exp_digits
-
-    def without_limits(self) -> "JsonOptions":
-        """These options with the finishing defaults off (every valid number's text allowed)."""
-        return replace(self, int_digits=None, frac_digits=None, exp_digits=None, string_cap=None, items_cap=None)
 
 
-NO_LIMITS = JsonOptions(int_digits=None, frac_digits=None, exp_digits=None, undeclared_keys=True)
-FINISHING = ("int_digits", "frac_digits", "exp_digits", "string_cap", "items_cap", "undeclared_keys")  # the finishing defaults
-
-
-class Converter:
-    """One schema's conversion: the root (for $ref), the whitespace, the narrowing options."""
+class Converter(ConverterBase):
+    """The dispatch by keyword; the state and the options are ConverterBase's (base.py)."""
 
     def __init__(self, root: Any, whitespace: str, options: JsonOptions) -> None:
-        self.root, self.ws, self.options = root, whitespace, options
-        self.max_recursion, self.any_depth = options.max_recursion, options.any_depth
-        self.ref_stack: list[str] = []
-        self.object_depth = 0  # objects open around the value being converted
-        self.memo: dict[tuple, str | None] = {}  # expanded $refs (json_refs.py)
-        self.call_bytes: dict[str, int] = {}  # $ref (with siblings) -> its CALL byte
-        self.calls: dict[int, str | None] = {}  # CALL byte -> regex of a value of that $ref
+        super().__init__(root, whitespace, options)
         self._any: dict[int, str] = {}
 
     # ---- entry and dispatch -------------------------------------------------------------
@@ -221,7 +152,7 @@ class Converter:
         values = [s["const"]] if "const" in s else s["enum"]
         if not isinstance(values, list):
             raise UnsupportedSchemaError("enum", ptr, "enum must be a list")
-        kept = [v for v in values if instance_ok(v, s) and not any(_same(v, x) for x in s.get(NOT_IN, []))]
+        kept = [v for v in values if instance_ok(v, s) and not any(same_value(v, x) for x in s.get(NOT_IN, []))]
         return alt([json_literal(v, self.ws) for v in kept])
 
     # ---- scalars -------------------------------------------------------------------------

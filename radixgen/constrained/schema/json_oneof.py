@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import UnsupportedSchemaError
+from ..errors import UnsupportedSchemaError
 from .json_merge import merge_all
 from .json_object import FORBID
 from .json_pattern import patterns_disjoint

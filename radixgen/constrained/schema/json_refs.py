@@ -13,18 +13,15 @@ inside it is a call again.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from ..automata.json_free import CALL_BYTES
+from .base import ConverterBase
 
-from .json_free import CALL_BYTES
-
-if TYPE_CHECKING:
-    from .json_schema import Converter
 
 
 CALL_MIN_CHARS = 2_000  # a $ref whose regex is longer is called, not copied, wherever it is used
 
 
-def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
+def ref_regex(conv: ConverterBase, schema: dict, ptr: str) -> str | None:
     ref, key = schema["$ref"], json.dumps(schema, sort_keys=True)
     if _can_call(conv, key) and (ref in conv.ref_stack or key in conv.call_bytes):
         return _call(conv, schema, key, ptr)
@@ -36,11 +33,11 @@ def ref_regex(conv: "Converter", schema: dict, ptr: str) -> str | None:
     return out
 
 
-def _can_call(conv: "Converter", key: str) -> bool:
+def _can_call(conv: ConverterBase, key: str) -> bool:
     return conv.options.calls and (key in conv.call_bytes or len(conv.call_bytes) < len(CALL_BYTES))
 
 
-def _expand(conv: "Converter", schema: dict, ptr: str) -> str | None:
+def _expand(conv: ConverterBase, schema: dict, ptr: str) -> str | None:
     ref = schema["$ref"]
     depth = conv.object_depth if conv.options.optional_depth is not None else 0
     key = (ref, tuple(conv.ref_stack), depth, json.dumps(schema, sort_keys=True))
@@ -58,7 +55,7 @@ def _expand(conv: "Converter", schema: dict, ptr: str) -> str | None:
     return out
 
 
-def _call(conv: "Converter", schema: dict, key: str, ptr: str) -> str | None:
+def _call(conv: ConverterBase, schema: dict, key: str, ptr: str) -> str | None:
     """The CALL byte of this $ref as regex text, its regex converted on first use; None if the
     $ref admits no value (a use inside its own recursion, met before that was known, keeps a
     call that leads nowhere: the automaton has nothing to call there)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .errors import UnsupportedSchemaError
+from ..errors import UnsupportedSchemaError
 from .json_merge import ANNOTATIONS, NOT_IN, merge_all
 from .json_object import FORBID
 from .schema_check import ALL_TYPES, ARRAY_KEYWORDS, NUMBER_KEYWORDS, OBJECT_KEYWORDS, STRING_KEYWORDS
