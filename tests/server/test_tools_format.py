@@ -8,7 +8,7 @@ import pytest
 
 from radixgen.constrained.structural_tag import parse_structural_tag
 from radixgen.runtime.server.errors import APIError
-from radixgen.runtime.server.tool_calls import ToolCallStream, parse_tool_calls
+from radixgen.runtime.server.tool_calls import ToolCallStream, parse_tool_calls, with_tool_calls
 from radixgen.runtime.server.tools import parse_tools, render_messages, template_has_tools, tool_structural_tag
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
@@ -86,6 +86,9 @@ def test_parse_whole_output():
     # cut before the arguments start: nothing of that call (a stream has sent nothing of it either)
     before = parse_tool_calls(OUTPUT[:OUTPUT.rindex('"arguments"')])[1]
     assert [c["function"] for c in before] == [calls[0]["function"]]
+    alone = with_tool_calls({"index": 0, "message": {"role": "assistant", "content": '<tool_call>\n{"na'},
+                             "finish_reason": "length"})
+    assert alone["message"]["content"] is None and alone["finish_reason"] == "length"
 
 
 def _streamed(text: str, step: int) -> tuple[str, list[tuple[str, str]]]:

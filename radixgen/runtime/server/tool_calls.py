@@ -166,9 +166,12 @@ class ToolCallStream:
 def with_tool_calls(choice: dict[str, Any]) -> dict[str, Any]:
     """A chat choice whose content may hold calls -> content + message.tool_calls, finish_reason
     "tool_calls" when the output ended after them."""
-    content, calls = parse_tool_calls(choice["message"]["content"])
-    if not calls:
+    text = choice["message"]["content"]
+    if CALL_BEGIN not in text:
         return choice
+    content, calls = parse_tool_calls(text)
+    if not calls:  # a call cut by max_tokens before its arguments: dropped, as the stream drops it
+        return {**choice, "message": {**choice["message"], "content": content}}
     reason = "tool_calls" if choice["finish_reason"] == "stop" else choice["finish_reason"]
     return {**choice, "message": {"role": "assistant", "content": content, "tool_calls": calls},
             "finish_reason": reason}
