@@ -92,23 +92,52 @@ def test_none_and_auto_without_a_call_answer_in_text(oai: openai.OpenAI) -> None
         check_calls(message)
 
 
-def test_streamed_calls_reassemble_to_the_same_calls(oai: openai.OpenAI, assert_idle) -> None:
-    kwargs = dict(model="default", messages=ASK, tools=TOOLS, tool_choice="required", temperature=0.8, seed=5,
-                  parallel_tool_calls=False, max_tokens=60)
-    whole = oai.chat.completions.create(**kwargs)
+def _streamed(oai: openai.OpenAI, **kwargs) -> tuple[str, list[tuple[str, str]], str | None]:
+    """One streamed choice as a client reassembles it -> (content, [(name, arguments)], finish_reason)."""
     calls: dict[int, dict] = {}
-    finish = None
+    content, finish = "", None
     for chunk in oai.chat.completions.create(stream=True, **kwargs):
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
+            content += choice.delta.content or ""
             for d in choice.delta.tool_calls or []:
                 call = calls.setdefault(d.index, {"id": d.id, "name": d.function.name, "arguments": ""})
                 assert d.id is None or d.id == call["id"]  # id and name come once, first
                 call["arguments"] += d.function.arguments or ""
+    return content, [(c["name"], c["arguments"]) for _, c in sorted(calls.items())], finish
+
+
+def test_streamed_calls_reassemble_to_the_same_calls(oai: openai.OpenAI, assert_idle) -> None:
+    kwargs = dict(model="default", messages=ASK, tools=TOOLS, tool_choice="required", temperature=0.8, seed=5,
+                  parallel_tool_calls=False, max_tokens=60)
+    whole = oai.chat.completions.create(**kwargs)
+    _, calls, finish = _streamed(oai, **kwargs)
     assert finish == "tool_calls"
-    assert [(c["name"], c["arguments"]) for _, c in sorted(calls.items())] == \
-        [(c.function.name, c.function.arguments) for c in check_calls(whole.choices[0].message)]
+    assert calls == [(c.function.name, c.function.arguments) for c in check_calls(whole.choices[0].message)]
     assert_idle()
+
+
+def test_a_call_cut_by_max_tokens_reads_the_same_streamed_or_not_and_can_come_back(oai: openai.OpenAI) -> None:
+    """max_tokens cuts the call before its arguments (nothing of it is returned) or inside them (a call
+    with the unfinished arguments, as OpenAI returns it); either way both paths agree, and the cut call
+    sent back in the history (as agent frameworks do) is taken, not refused."""
+    cut = []
+    for max_tokens in (8, 20):
+        kwargs = dict(model="default", messages=ASK, tools=TOOLS, max_tokens=max_tokens, temperature=0,
+                      tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        whole = oai.chat.completions.create(**kwargs).choices[0]
+        content, calls, finish = _streamed(oai, **kwargs)
+        assert whole.finish_reason == finish == "length" and whole.message.content is None and not content.strip()
+        assert calls == [(c.function.name, c.function.arguments) for c in whole.message.tool_calls or []]
+        cut += [whole.message] if whole.message.tool_calls else []
+    assert cut, "neither max_tokens cut inside the arguments"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut[0].tool_calls[0].function.arguments)
+    history = ASK + [cut[0].model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": cut[0].tool_calls[0].id, "content": "error: arguments cut"}]
+    again = oai.chat.completions.create(model="default", messages=history, tools=TOOLS, tool_choice="required",
+                                        parallel_tool_calls=False, temperature=0, max_tokens=60)
+    check_calls(again.choices[0].message)
 
 
 def test_a_full_round_with_a_tool_result(oai: openai.OpenAI) -> None:

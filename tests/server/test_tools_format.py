@@ -8,7 +8,7 @@ import pytest
 
 from radixgen.constrained.structural_tag import parse_structural_tag
 from radixgen.runtime.server.errors import APIError
-from radixgen.runtime.server.tool_calls import ToolCallStream, parse_tool_calls
+from radixgen.runtime.server.tool_calls import ToolCallStream, parse_tool_calls, with_tool_calls
 from radixgen.runtime.server.tools import parse_tools, render_messages, template_has_tools, tool_structural_tag
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
@@ -59,9 +59,18 @@ def test_default_format_renders_calls_and_results():
     assert '"name": "get_weather"' in out[0]["content"] and "<tools>" in out[0]["content"]
     assert out[2]["content"] == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     assert out[3]["content"] == "<tool_response>\n18 C\n</tool_response>\n<tool_response>\nsunny\n</tool_response>"
-    bad = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]
-    with pytest.raises(APIError, match=r"messages\[0\].tool_calls\[0\].function.arguments is not valid JSON"):
-        render_messages(bad, req, native=False)
+
+
+def test_arguments_that_are_not_json_are_written_back_as_they_are():
+    """A call cut by max_tokens comes back in the history (the openai-agents SDK replays what it got):
+    its text is rendered as the model wrote it, never a 400 that would end every later turn."""
+    req = parse_tools([WEATHER], "auto", None)
+    cut = [{"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city": "Pa'}}]},
+           {"role": "tool", "tool_call_id": "call_1", "content": "error: bad arguments"}]
+    out, _ = render_messages(cut, req, native=False)
+    assert out[1]["content"] == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa}\n</tool_call>'
+    native, _ = render_messages(cut, req, native=True)
+    assert native[0]["tool_calls"][0]["function"]["arguments"] == '{"city": "Pa'
 
 
 def test_parse_whole_output():
@@ -70,17 +79,25 @@ def test_parse_whole_output():
     assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
     assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris {x}"}
     assert calls[1]["function"]["arguments"] == "{}" and all(c["id"].startswith("call_") for c in calls)
-    cut = OUTPUT[:OUTPUT.rindex("<tool_call>") + 20]  # a call cut by max_tokens stays text
+    # cut by max_tokens inside the second call's arguments: a call with the unfinished text, as OpenAI
+    cut = OUTPUT[:OUTPUT.rindex('"arguments": {}') + len('"arguments": ')] + '{"tz": "U'
     content, calls = parse_tool_calls(cut)
-    assert len(calls) == 1 and content.endswith(cut[cut.rindex("<tool_call>"):])
+    assert content == "Let me look." and [c["function"]["arguments"] for c in calls] == ['{"city": "Paris {x}"}', '{"tz": "U']
+    # cut before the arguments start: nothing of that call (a stream has sent nothing of it either)
+    before = parse_tool_calls(OUTPUT[:OUTPUT.rindex('"arguments"')])[1]
+    assert [c["function"] for c in before] == [calls[0]["function"]]
+    alone = with_tool_calls({"index": 0, "message": {"role": "assistant", "content": '<tool_call>\n{"na'},
+                             "finish_reason": "length"})
+    assert alone["message"]["content"] is None and alone["finish_reason"] == "length"
 
 
-@pytest.mark.parametrize("step", [1, 2, 3, 7, len(OUTPUT)])
-def test_stream_adds_up_to_the_whole(step):
+def _streamed(text: str, step: int) -> tuple[str, list[tuple[str, str]]]:
+    """Feed `text` in pieces of `step` characters -> (content, [(name, arguments)]) as a client
+    reassembles the deltas."""
     stream = ToolCallStream()
     pieces = []
-    for i in range(0, len(OUTPUT), step):
-        pieces += stream.feed(OUTPUT[i:i + step], final=i + step >= len(OUTPUT))
+    for i in range(0, len(text), step):
+        pieces += stream.feed(text[i:i + step], final=i + step >= len(text))
     content = "".join(p.get("content", "") for p in pieces)
     calls: dict[int, dict] = {}
     for p in pieces:
@@ -90,10 +107,25 @@ def test_stream_adds_up_to_the_whole(step):
                 assert call["id"] is None and call["arguments"] == "", "id and name come first, once"
                 call["id"], call["name"] = d["id"], d["function"]["name"]
             call["arguments"] += d["function"]["arguments"]
+    return content, [(c["name"], c["arguments"]) for c in calls.values()]
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, len(OUTPUT)])
+def test_stream_adds_up_to_the_whole(step):
+    content, calls = _streamed(OUTPUT, step)
     _, whole = parse_tool_calls(OUTPUT)
     assert content.strip() == "Let me look." and "<tool" not in content
-    assert [(c["name"], c["arguments"]) for c in calls.values()] == \
-        [(c["function"]["name"], c["function"]["arguments"]) for c in whole]
+    assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in whole]
+
+
+def test_stream_and_whole_agree_wherever_max_tokens_cuts():
+    """Cut after every character: the streamed calls are the non-streamed ones, content aside from
+    whitespace too, so a client sees one answer whichever way it asked."""
+    for n in range(len(OUTPUT) + 1):
+        content, whole = parse_tool_calls(OUTPUT[:n])
+        streamed_content, streamed = _streamed(OUTPUT[:n], 1)
+        assert streamed == [(c["function"]["name"], c["function"]["arguments"]) for c in whole], n
+        assert streamed_content.strip() == (content or ""), n
 
 
 def test_a_template_with_its_own_tool_format_gets_the_tools():

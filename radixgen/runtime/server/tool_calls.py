@@ -3,7 +3,9 @@
 A call is `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (tools.py); under a tool grammar
 its JSON always parses and its arguments validate. `arguments` is the raw text the model wrote for
 the arguments object, so a stream's fragments add up to exactly the string a non-streamed response
-carries. Text outside the calls is the message's content (None when only whitespace).
+carries. Text outside the calls is the message's content (None when only whitespace). A call cut
+by max_tokens is, as OpenAI returns it, a call whose `arguments` are the unfinished text (finish_reason
+"length"), whole or streamed alike; one cut before its name is complete is dropped.
 """
 from __future__ import annotations
 
@@ -56,17 +58,39 @@ def _held_back(text: str, marker: str) -> int:
     return next((n for n in range(min(len(marker), len(text)), 0, -1) if text.endswith(marker[:n])), 0)
 
 
+def _unfinished_args(args: str) -> str:
+    """The arguments text of a call not yet closed, less what may turn out to close the envelope."""
+    return args[:len(args) - _held_back(args, CALL_END)].rstrip(_TRAILING)
+
+
+def _unfinished_call(body: str) -> tuple[str, str] | None:
+    """An unclosed call's text (after `<tool_call>`) -> (name, arguments so far); None before the
+    arguments' first character, where a stream has sent nothing of it yet."""
+    head = _HEAD.match(body)
+    if head is None or head.end() >= len(body):
+        return None
+    return json.loads(f'"{head.group(1)}"'), _unfinished_args(body[head.end():])
+
+
+def _call(name: str, args: str) -> dict[str, Any]:
+    return {"id": call_id(), "type": "function", "function": {"name": name, "arguments": args}}
+
+
 def parse_tool_calls(text: str) -> tuple[str | None, list[dict[str, Any]]]:
-    """A whole output -> (content, tool_calls in OpenAI's shape). Blocks that are not calls (an
-    unfinished one cut by max_tokens) stay in the content."""
+    """A whole output -> (content, tool_calls in OpenAI's shape); what ToolCallStream sends for the
+    same text, also when the last call was cut by max_tokens."""
     calls, content, pos = [], [], 0
     while (start := text.find(CALL_BEGIN, pos)) >= 0:
-        found = _call_end(text[start + len(CALL_BEGIN):])
-        if found is None:
+        content.append(text[pos:start])
+        body = text[start + len(CALL_BEGIN):]
+        found = _call_end(body)
+        if found is None:  # cut by max_tokens: the stream sent what is there
+            cut = _unfinished_call(body)
+            calls += [_call(*cut)] if cut is not None else []
+            pos = len(text)
             break
         end, (name, args) = found
-        content.append(text[pos:start])
-        calls.append({"id": call_id(), "type": "function", "function": {"name": name, "arguments": args}})
+        calls.append(_call(name, args))
         pos = start + len(CALL_BEGIN) + end + len(CALL_END)
     content.append(text[pos:])
     joined = "".join(content).strip()
@@ -131,9 +155,8 @@ class ToolCallStream:
             end, (_, args) = found
             self.done += end + len(CALL_END)
             self.in_call, self.num_calls = False, self.num_calls + 1
-        else:  # the arguments so far, less what may turn out to close the envelope
-            args = self.text[self.args_at:]
-            args = args[:len(args) - _held_back(args, CALL_END)].rstrip(_TRAILING)
+        else:  # the arguments so far
+            args = _unfinished_args(self.text[self.args_at:])
         if len(args) > self.args_sent:
             out.append({"tool_calls": [{"index": index, "function": {"arguments": args[self.args_sent:]}}]})
             self.args_sent = len(args)
@@ -143,9 +166,12 @@ class ToolCallStream:
 def with_tool_calls(choice: dict[str, Any]) -> dict[str, Any]:
     """A chat choice whose content may hold calls -> content + message.tool_calls, finish_reason
     "tool_calls" when the output ended after them."""
-    content, calls = parse_tool_calls(choice["message"]["content"])
-    if not calls:
+    text = choice["message"]["content"]
+    if CALL_BEGIN not in text:
         return choice
+    content, calls = parse_tool_calls(text)
+    if not calls:  # a call cut by max_tokens before its arguments: dropped, as the stream drops it
+        return {**choice, "message": {**choice["message"], "content": content}}
     reason = "tool_calls" if choice["finish_reason"] == "stop" else choice["finish_reason"]
     return {**choice, "message": {"role": "assistant", "content": content, "tool_calls": calls},
             "finish_reason": reason}

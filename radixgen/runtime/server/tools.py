@@ -173,9 +173,16 @@ def render_messages(messages: list[dict[str, Any]], req: ToolRequest | None,
     return out, None
 
 
+class RawArguments(str):
+    """Arguments that are not JSON (a call cut by max_tokens, as this server and OpenAI return it, which
+    clients such as the openai-agents SDK send back): written back as they are rather than refused,
+    so that one cut call does not make every later turn of the conversation a 400."""
+
+
 def _call_text(call: Any, where: str) -> str:
     name, args = _call_parts(call, where)
-    return f"{CALL_BEGIN}\n{json.dumps({'name': name, 'arguments': args})}\n{CALL_END}"
+    text = args if isinstance(args, RawArguments) else json.dumps(args)
+    return f'{CALL_BEGIN}\n{{"name": {json.dumps(name)}, "arguments": {text}}}\n{CALL_END}'
 
 
 def _call_parts(call: Any, where: str) -> tuple[str, Any]:
@@ -187,8 +194,8 @@ def _call_parts(call: Any, where: str) -> tuple[str, Any]:
     if isinstance(args, str):
         try:
             args = json.loads(args or "{}")
-        except json.JSONDecodeError as e:
-            raise APIError(400, f"{where}.function.arguments is not valid JSON: {e}", param="messages") from None
+        except json.JSONDecodeError:
+            args = RawArguments(args)
     return fn["name"], args
 
 
