@@ -30,7 +30,7 @@ class EngineConfig:
     context_length: int | None = None     # None: the model's max_position_embeddings
     attention_backend: str = "auto"
     num_threads: int | None = None        # torch intra-op threads; None: the machine's core count
-    tp_size: int = 1
+    tp_size: int = 1                      # tensor-parallel ranks (processes) on this host, over gloo (runtime/tp/)
     random_seed: int = 0
     cache_dir: str = field(default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "radixgen"))
     enable_jump_forward: bool = True
@@ -51,8 +51,12 @@ class EngineConfig:
         for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.tp_size != 1:
-            raise ValueError("tp_size > 1 is not supported yet: run with tp_size=1")
+        if self.tp_size > 1 and self.quantization != "none":
+            raise ValueError(f"quantization={self.quantization!r} with tp_size > 1 is not built: "
+                             "use quantization='none' or tp_size=1")
+        if self.tp_size > 1 and self.device.startswith("cuda"):
+            raise ValueError("tp_size > 1 runs over gloo on CPUs only (NCCL on GPUs is not built): "
+                             "use device='cpu' or tp_size=1")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16, got {self.max_total_tokens}")
         if not 0.0 < self.mem_fraction_static < 0.95:
