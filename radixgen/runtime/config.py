@@ -90,16 +90,20 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+# SGLang's and vLLM's spellings of some flags, accepted beside ours
+CLI_ALIASES = {"tp_size": ("--tp", "--tensor-parallel-size")}
+
+
 def add_cli_args(parser: "argparse.ArgumentParser") -> None:
     """One --flag per EngineConfig field, typed and defaulted from the dataclass itself."""
     for f in dataclasses.fields(EngineConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *CLI_ALIASES.get(f.name, ())]
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default)
         else:
             kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper())
+            parser.add_argument(*flags, dest=f.name, type=kind, default=default, metavar=f.name.upper())
 
 
 def from_cli_args(ns: "argparse.Namespace") -> EngineConfig:

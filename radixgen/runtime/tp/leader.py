@@ -93,8 +93,8 @@ class Leader:
             return exc
         time.sleep(0.2)  # a rank that just crashed closed its sockets first: let its exit land
         dead = self.dead_rank()
-        return RankFailedError(f"{dead}; the engine stops" if dead else
-                               f"a tensor-parallel step failed ({type(exc).__name__}: {exc}); the engine stops")
+        return RankFailedError(dead if dead else
+                               f"a tensor-parallel step failed ({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
         """Stop the workers (STOP, then SIGKILL after STOP_TIMEOUT_S). Idempotent."""
