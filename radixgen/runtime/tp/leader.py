@@ -93,8 +93,11 @@ class Leader:
             return exc
         time.sleep(0.2)  # a rank that just crashed closed its sockets first: let its exit land
         dead = self.dead_rank()
-        return RankFailedError(dead if dead else
-                               f"a tensor-parallel step failed ({type(exc).__name__}: {exc})")
+        if dead:
+            return RankFailedError(dead)
+        if "Timed out" in str(exc):
+            return RankFailedError(f"a tensor-parallel rank did not answer within {COLLECTIVE_TIMEOUT_S:.0f} s ({exc})")
+        return RankFailedError(f"a tensor-parallel step failed ({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
         """Stop the workers (STOP, then SIGKILL after STOP_TIMEOUT_S). Idempotent."""
