@@ -69,7 +69,8 @@ class EngineConfig:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "EngineConfig":
         """Build from keyword arguments; an unknown key is an error naming the closest valid one."""
-        aliases = {"model_path": "model", "max_model_len": "context_length", "max_num_seqs": "max_running_requests"}
+        aliases = {"model_path": "model", "max_model_len": "context_length", "max_num_seqs": "max_running_requests",
+                   "tensor_parallel_size": "tp_size"}
         names = {f.name for f in dataclasses.fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in kwargs.items():

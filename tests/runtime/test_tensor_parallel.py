@@ -125,3 +125,18 @@ def test_a_rank_that_dies_stops_the_engine_with_its_name(tiny_dir):
         assert "tensor-parallel rank 1" in engine.health(60.0)
     finally:
         engine.shutdown()
+
+
+def test_bundled_smollm2_on_three_ranks_matches_one(engine_fp32):
+    """The real model (9 heads, 3 KV heads: tp_size 2 is refused, 3 divides them): three processes give
+    the tokens one gives, on chat prompts (float32, greedy). Slow: it loads the real model."""
+    chats = [engine_fp32.apply_chat_template([{"role": "user", "content": text}]) for text in
+             ("What is the capital of France?", "Write a haiku about the sea.", "List three prime numbers.")]
+    params = {"temperature": 0, "max_new_tokens": 24}
+    expected = [out["output_ids"] for out in engine_fp32.generate(input_ids=chats, sampling_params=params)]
+    with pytest.raises(ValueError, match="num_attention_heads=9, num_key_value_heads=3"):
+        radixgen.Engine(tp_size=2, dtype="float32", skip_warmup=True)
+    with radixgen.Engine(tp_size=3, dtype="float32", max_total_tokens=8000, skip_warmup=True) as engine:
+        assert len(engine.core.runner.leader.procs) == 2
+        outs = engine.generate(input_ids=chats, sampling_params=params)
+    assert [out["output_ids"] for out in outs] == expected
