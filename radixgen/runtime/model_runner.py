@@ -101,15 +101,7 @@ class ModelRunner:
                              "pass device='cpu' or tp_size=1")
         if self.device.type == "cpu":  # the threads are split between the ranks
             torch.set_num_threads(max(1, (config.num_threads or os.cpu_count() or 1) // config.tp_size))
-        self.model_dir = resolve_model_dir(config.model, config.cache_dir)
-        try:
-            self.hf_config = AutoConfig.from_pretrained(self.model_dir)
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"could not load the model config / tokenizer from {self.model_dir}: {exc}") from exc
-        self.generation_config = _generation_config(self.model_dir)  # its EOS ids stop requests too
-        self.family = registry.lookup(self.hf_config)
-        self.arch = self.family.build_arch(self.hf_config)  # the whole model's (the scheduler's vocabulary)
+        self._read_model(config)
         if config.tp_size > 1:
             check_divisible(self.arch, config.tp_size)
         self.context_length = config.context_length or self.arch.max_position_embeddings
@@ -124,6 +116,18 @@ class ModelRunner:
         except BaseException:
             self.close()
             raise
+
+    def _read_model(self, config: EngineConfig) -> None:
+        """The model's directory, configs, tokenizer, family and (whole-model) arch."""
+        self.model_dir = resolve_model_dir(config.model, config.cache_dir)
+        try:
+            self.hf_config = AutoConfig.from_pretrained(self.model_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"could not load the model config / tokenizer from {self.model_dir}: {exc}") from exc
+        self.generation_config = _generation_config(self.model_dir)  # its EOS ids stop requests too
+        self.family = registry.lookup(self.hf_config)
+        self.arch = self.family.build_arch(self.hf_config)  # the whole model's (the scheduler's vocabulary)
 
     def _load(self, config: EngineConfig) -> None:
         """This rank's model shard and KV pool (its own KV heads), warmed up; then wait for the others."""
@@ -167,7 +171,8 @@ class ModelRunner:
                         "dtype": str(self.dtype).removeprefix("torch."),
                         "quantization": f"{self.config.quantization} -> {self.quantization}",
                         "linears": "; ".join(swapped) or "float",
-                        "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-"}
+                        "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-",
+                        "tp": "1" if self.comm is None else f"rank {self.comm.rank} of {self.comm.size} (gloo)"}
         log.info("model loaded: %s", ", ".join(f"{k} {v}" for k, v in self.kernels.items()))
         return model
 

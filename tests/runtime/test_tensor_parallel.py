@@ -82,7 +82,8 @@ def test_tp2_greedy_tokens_equal_tp1(name, tmp_path, tokenizer):
 
 
 @pytest.mark.parametrize("overrides, named, not_named", [
-    ({"num_attention_heads": 6, "num_key_value_heads": 3, "hidden_size": 96}, "num_key_value_heads=3", "num_attention_heads"),
+    ({"num_attention_heads": 6, "num_key_value_heads": 3, "hidden_size": 96},
+     "num_key_value_heads=3", "num_attention_heads"),
     ({"num_attention_heads": 3, "num_key_value_heads": 3, "hidden_size": 48},
      "num_attention_heads=3, num_key_value_heads=3", "intermediate_size"),
     ({"intermediate_size": 129}, "intermediate_size=129", "heads"),
