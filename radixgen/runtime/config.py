@@ -30,7 +30,7 @@ class EngineConfig:
     context_length: int | None = None     # None: the model's max_position_embeddings
     attention_backend: str = "auto"
     num_threads: int | None = None        # torch intra-op threads; None: the machine's core count
-    tp_size: int = 1
+    tp_size: int = 1                      # tensor-parallel ranks (processes) on this host, over gloo (runtime/tp/)
     random_seed: int = 0
     cache_dir: str = field(default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "radixgen"))
     enable_jump_forward: bool = True
@@ -51,8 +51,12 @@ class EngineConfig:
         for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.tp_size != 1:
-            raise ValueError("tp_size > 1 is not supported yet: run with tp_size=1")
+        if self.tp_size > 1 and self.quantization != "none":
+            raise ValueError(f"quantization={self.quantization!r} with tp_size > 1 is not built: "
+                             "use quantization='none' or tp_size=1")
+        if self.tp_size > 1 and self.device.startswith("cuda"):
+            raise ValueError("tp_size > 1 runs over gloo on CPUs only (NCCL on GPUs is not built): "
+                             "use device='cpu' or tp_size=1")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16, got {self.max_total_tokens}")
         if not 0.0 < self.mem_fraction_static < 0.95:
@@ -65,7 +69,8 @@ class EngineConfig:
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "EngineConfig":
         """Build from keyword arguments; an unknown key is an error naming the closest valid one."""
-        aliases = {"model_path": "model", "max_model_len": "context_length", "max_num_seqs": "max_running_requests"}
+        aliases = {"model_path": "model", "max_model_len": "context_length", "max_num_seqs": "max_running_requests",
+                   "tensor_parallel_size": "tp_size"}
         names = {f.name for f in dataclasses.fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in kwargs.items():
@@ -86,16 +91,20 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+# SGLang's and vLLM's spellings of some flags, accepted beside ours
+CLI_ALIASES = {"tp_size": ("--tp", "--tensor-parallel-size")}
+
+
 def add_cli_args(parser: "argparse.ArgumentParser") -> None:
     """One --flag per EngineConfig field, typed and defaulted from the dataclass itself."""
     for f in dataclasses.fields(EngineConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *CLI_ALIASES.get(f.name, ())]
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default)
         else:
             kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper())
+            parser.add_argument(*flags, dest=f.name, type=kind, default=default, metavar=f.name.upper())
 
 
 def from_cli_args(ns: "argparse.Namespace") -> EngineConfig:

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from .config import EngineConfig
 from .engine_core import EngineCore
-from .errors import EngineOverloadedError, EngineUnavailableError
+from .errors import EngineOverloadedError, EngineUnavailableError, RankFailedError
 from .outputs import make_output, single_or_raise
 from .request import Req
 from .request_builder import Prompt, build_reqs, logprob_args
@@ -66,7 +66,7 @@ class Engine:
             log.critical("the engine loop stopped", exc_info=True)
             self._fail_everyone()
         finally:
-            self.core.constraints.close()  # the grammar compiler's threads and child processes
+            self.core.close()  # the grammar compiler's threads and child processes, the tp ranks
 
     def _run(self) -> None:
         idle = True
@@ -75,6 +75,8 @@ class Engine:
             try:
                 self._drain(block=idle)
                 idle = not self.core.step()  # also idle while work waits on a grammar compile
+            except RankFailedError:  # a tensor-parallel rank is gone: nothing to recover, the loop stops
+                raise
             except Exception as exc:  # a bug must not kill the server: blame one request, keep serving
                 log.exception("engine step failed")
                 self.core.recover(f"internal error: {type(exc).__name__}: {exc}")

@@ -39,7 +39,7 @@ def make_prefix_cache(config: EngineConfig, allocator: PageAllocator) -> PrefixC
 class EngineCore:
     def __init__(self, config: EngineConfig):
         self.config = config
-        self.runner = ModelRunner(config)
+        self.runner = ModelRunner(config)  # with tp_size > 1 it starts the other ranks (runtime/tp/)
         self.tokenizer = self.runner.tokenizer
         ps = config.page_size
         # One request must fit the pool whole: a context longer than the pool (less its padding
@@ -322,6 +322,13 @@ class EngineCore:
             req.sink(req)
         except Exception:  # noqa: BLE001 - never the engine's or the batch's failure
             log.warning("could not deliver output of %s", req.rid, exc_info=True)
+
+    def close(self) -> None:
+        """Stop the grammar compiler's threads and child processes and the tensor-parallel ranks."""
+        try:
+            self.constraints.close()
+        finally:
+            self.runner.close()
 
     def fail_all(self, message: str, status_code: int = 503) -> None:
         """After an internal error: end every request cleanly and give back their KV."""

@@ -10,3 +10,8 @@ class EngineOverloadedError(RuntimeError):
     """The waiting queue is full (EngineConfig.max_queued_requests): retry later."""
 
     retry_after_s = 1
+
+
+class RankFailedError(RuntimeError):
+    """A tensor-parallel rank died or stopped answering: the engine cannot go on (its ranks' KV
+    pools and collectives are out of step), so the engine loop stops with this message."""

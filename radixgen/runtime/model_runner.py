@@ -6,6 +6,7 @@ that need them: the last token of each request that reaches its end, and prompt-
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -22,6 +23,10 @@ from .model_loader import load_state_dict, resolve_model_dir
 from .models import registry
 from .models.layers import ForwardContext
 from .scheduler import ScheduledBatch
+from .tp.comm import TPComm
+from .tp.leader import Leader
+from .tp.shard import check_divisible, local_arch, parallelize, shard_weights
+from .tp.step import StepInputs
 
 log = logging.getLogger("radixgen")
 
@@ -82,13 +87,38 @@ def _generation_config(model_dir: Path) -> GenerationConfig | None:
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig):
+    """Rank 0 (`comm` None) builds every step's inputs from the scheduler's batch; with tp_size > 1
+    it also starts the other ranks (tp/leader.py), which build their runner with `comm` and the
+    pool size rank 0 picked (`num_slots`), and run the inputs rank 0 sends (tp/worker.py)."""
+
+    def __init__(self, config: EngineConfig, comm: TPComm | None = None, num_slots: int | None = None):
         self.config = config
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
         self.quantization = pick_quantization(config.quantization, self.device, self.dtype)
-        if self.device.type == "cpu":
-            torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
+        if config.tp_size > 1 and self.device.type != "cpu":
+            raise ValueError(f"tp_size > 1 runs on the CPU (gloo) only; NCCL on {self.device} is not built: "
+                             "pass device='cpu' or tp_size=1")
+        if self.device.type == "cpu":  # the threads are split between the ranks
+            torch.set_num_threads(max(1, (config.num_threads or os.cpu_count() or 1) // config.tp_size))
+        self._read_model(config)
+        if config.tp_size > 1:
+            check_divisible(self.arch, config.tp_size)
+        self.context_length = config.context_length or self.arch.max_position_embeddings
+        self.num_slots = num_slots or self._pool_slots()
+        self.leader: Leader | None = None
+        if config.tp_size > 1 and comm is None:
+            self.leader = Leader(dataclasses.replace(config, model=str(self.model_dir)), self.num_slots)
+            comm = self.leader.comm
+        self.comm = comm
+        try:
+            self._load(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_model(self, config: EngineConfig) -> None:
+        """The model's directory, configs, tokenizer, family and (whole-model) arch."""
         self.model_dir = resolve_model_dir(config.model, config.cache_dir)
         try:
             self.hf_config = AutoConfig.from_pretrained(self.model_dir)
@@ -97,25 +127,38 @@ class ModelRunner:
             raise ValueError(f"could not load the model config / tokenizer from {self.model_dir}: {exc}") from exc
         self.generation_config = _generation_config(self.model_dir)  # its EOS ids stop requests too
         self.family = registry.lookup(self.hf_config)
-        self.arch = self.family.build_arch(self.hf_config)
-        self.context_length = config.context_length or self.arch.max_position_embeddings
+        self.arch = self.family.build_arch(self.hf_config)  # the whole model's (the scheduler's vocabulary)
+
+    def _load(self, config: EngineConfig) -> None:
+        """This rank's model shard and KV pool (its own KV heads), warmed up; then wait for the others."""
         self.model = self._load_model()
-        self.num_slots = self._pool_slots()
-        self.pool = KVPool(self.arch.num_layers, self.num_slots, self.arch.num_kv_heads,
-                           self.arch.head_dim, self.dtype, self.device)
+        kv_heads = self.arch.num_kv_heads // config.tp_size
+        self.pool = KVPool(self.arch.num_layers, self.num_slots, kv_heads, self.arch.head_dim, self.dtype, self.device)
         self.backend = get_backend(self.device, config.attention_backend)
         self.ops = get_layer_ops(self.backend)
         if not config.skip_warmup:
             with torch.inference_mode():
                 self.model.warm_up(max(config.chunked_prefill_size, config.max_running_requests),
                                    config.max_running_requests)
+        if self.leader is not None:
+            self.leader.wait_loaded()
+
+    def close(self) -> None:
+        """Stop the other tensor-parallel ranks (nothing to do with tp_size 1)."""
+        if self.leader is not None:
+            self.leader.close()
 
     def _load_model(self) -> torch.nn.Module:
+        comm, arch = self.comm, self.arch
+        shard = None if comm is None else shard_weights(arch, comm.rank, comm.size)
         with torch.device("meta"):
-            model = self.family.model_class(self.arch, self.hf_config, max_pos=1)
+            model = self.family.model_class(arch if comm is None else local_arch(arch, comm.size),
+                                            self.hf_config, max_pos=1)
         model = model.to_empty(device="cpu")
         state = load_state_dict(self.model_dir)
-        model.load_hf_state_dict(state)
+        model.load_hf_state_dict(state, shard)
+        if comm is not None:
+            parallelize(model, comm)
         # Rotary tables are buffers, not weights: recompute them for the real context length.
         model.set_rope(self.hf_config, self.context_length)
         # Quantize from the loaded float weights, before any cast to bf16 (QuantLinear keeps no
@@ -128,20 +171,36 @@ class ModelRunner:
                         "dtype": str(self.dtype).removeprefix("torch."),
                         "quantization": f"{self.config.quantization} -> {self.quantization}",
                         "linears": "; ".join(swapped) or "float",
-                        "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-"}
+                        "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-",
+                        "tp": "1" if self.comm is None else f"rank {self.comm.rank} of {self.comm.size} (gloo)"}
         log.info("model loaded: %s", ", ".join(f"{k} {v}" for k, v in self.kernels.items()))
         return model
 
     def _pool_slots(self) -> int:
         c = self.config
-        per_token = KVPool.bytes_per_token(self.arch.num_layers, self.arch.num_kv_heads, self.arch.head_dim, self.dtype)
-        slots = c.max_total_tokens or int(available_memory(self.device) * c.mem_fraction_static // per_token)
+        # with tp_size ranks on one host, each holds 1 / tp_size of the KV heads and takes that share
+        # of the memory fraction: the same token count as one rank with the whole pool
+        per_token = KVPool.bytes_per_token(self.arch.num_layers, self.arch.num_kv_heads // c.tp_size,
+                                           self.arch.head_dim, self.dtype)
+        fraction = c.mem_fraction_static / c.tp_size
+        slots = c.max_total_tokens or int(available_memory(self.device) * fraction // per_token)
         slots = min(slots, c.max_running_requests * self.context_length)
         return (slots // c.page_size + 1) * c.page_size  # + the reserved padding page
 
     @torch.inference_mode()
     def forward(self, batch: ScheduledBatch, slot_table: torch.Tensor) -> torch.Tensor:
-        """Run one forward; returns logits [len(batch.logit_rows), V] (model dtype) for the rows asked."""
+        """Run one forward; returns logits [len(batch.logit_rows), V] (model dtype) for the rows asked.
+        With tensor parallelism, any failure is RankFailedError: the ranks are out of step after it."""
+        step = self._inputs(batch, slot_table)
+        if self.leader is None:
+            return self.run(step)
+        try:
+            self.leader.send(step)
+            return self.run(step)
+        except Exception as exc:
+            raise self.leader.failure(exc) from exc
+
+    def _inputs(self, batch: ScheduledBatch, slot_table: torch.Tensor) -> StepInputs:
         reqs, starts, lens = batch.reqs, batch.starts, batch.extend_lens
         ids: list[int] = []
         for req, s, n in zip(reqs, starts, lens):
@@ -154,9 +213,13 @@ class ModelRunner:
             req_to_slot=slot_table, req_rows=torch.tensor([r.row for r in reqs], dtype=torch.int64, device=dev),
             prefix_lens=start_t.to(dev), extend_lens=len_t.to(dev), out_slots=batch.out_slots.to(dev),
             max_extend=max(lens), max_seq=max(s + n for s, n in zip(starts, lens)), is_decode=batch.is_decode)
-        ctx = ForwardContext(meta, self.pool.k, self.pool.v, self.backend, self.ops)
-        hidden = self.model(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), ctx)
-        if not batch.logit_rows:  # a chunk or shared prefix that no request samples from yet
+        return StepInputs(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), meta,
+                          torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev))
+
+    def run(self, step: StepInputs) -> torch.Tensor:
+        """The forward of `step` on this rank: logits [N, V] (on a rank other than 0: its [N, V / tp])."""
+        ctx = ForwardContext(step.meta, self.pool.k, self.pool.v, self.backend, self.ops)
+        hidden = self.model(step.ids, step.positions, ctx)
+        if step.logit_rows.numel() == 0:  # a chunk or shared prefix that no request samples from yet
             return hidden.new_empty(0, self.arch.vocab_size).cpu()
-        rows = torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev)
-        return self.model.compute_logits(hidden.index_select(0, rows)).cpu()
+        return self.model.compute_logits(hidden.index_select(0, step.logit_rows)).cpu()

@@ -7,7 +7,7 @@ fused into one matmul each at load time.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -130,8 +130,9 @@ class LlamaForCausalLM(nn.Module):
             own["self_attn.k_norm.weight"] = get(p + "self_attn.k_norm.weight")
         return own
 
-    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Map transformers' parameter names onto ours (see layer_weights)."""
+    def load_hf_state_dict(self, state: dict[str, torch.Tensor], shard: Callable[[dict], dict] | None = None) -> None:
+        """Map transformers' parameter names onto ours (see layer_weights); `shard` maps those full
+        tensors to one tensor-parallel rank's (runtime/tp/shard.py)."""
         own: dict[str, torch.Tensor] = {}
         get = lambda name: _take(state, name)  # noqa: E731
         own["embed_tokens.weight"] = get("model.embed_tokens.weight")
@@ -140,6 +141,8 @@ class LlamaForCausalLM(nn.Module):
         own["lm_head.weight"] = own["embed_tokens.weight"] if head is None or self.arch.tie_word_embeddings else head
         for i in range(self.arch.num_layers):
             own.update({f"layers.{i}.{k}": v for k, v in self.layer_weights(get, f"model.layers.{i}.").items()})
+        if shard is not None:
+            own = shard(own)
         missing, unexpected = self.load_state_dict(own, strict=False)
         missing = [m for m in missing if not m.startswith(("cos_", "sin_"))]
         if missing or unexpected:
