@@ -99,6 +99,8 @@ class ModelRunner:
         self.family = registry.lookup(self.hf_config)
         self.arch = self.family.build_arch(self.hf_config)
         self.context_length = config.context_length or self.arch.max_position_embeddings
+        # long-rope: sequences past this many tokens take the long factors (0: never, or no long-rope)
+        self.rope_switch_len = self.arch.rope_switch_len if self.arch.rope_switch_len < self.context_length else 0
         self.model = self._load_model()
         self.num_slots = self._pool_slots()
         self.pool = KVPool(self.arch.num_layers, self.num_slots, self.arch.num_kv_heads,
@@ -155,6 +157,8 @@ class ModelRunner:
             prefix_lens=start_t.to(dev), extend_lens=len_t.to(dev), out_slots=batch.out_slots.to(dev),
             max_extend=max(lens), max_seq=max(s + n for s, n in zip(starts, lens)), is_decode=batch.is_decode)
         ctx = ForwardContext(meta, self.pool.k, self.pool.v, self.backend, self.ops)
+        if self.rope_switch_len and any(r.rope_long for r in reqs):
+            ctx.rope_long = torch.repeat_interleave(torch.tensor([r.rope_long for r in reqs]), len_t).to(dev)
         hidden = self.model(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), ctx)
         if not batch.logit_rows:  # a chunk or shared prefix that no request samples from yet
             return hidden.new_empty(0, self.arch.vocab_size).cpu()

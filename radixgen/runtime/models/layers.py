@@ -33,6 +33,7 @@ class ForwardContext:
     ops: ModuleType           # add_rmsnorm / rope_write_kv / silu_mul (kernels.layer_ops or fused)
     # rotary table name -> (cos, sin) rows of this forward's positions, [T, D] each, model dtype
     rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    rope_long: torch.Tensor | None = None  # bool [T]: the token takes long-rope rows (see KVManager)
     _windowed: dict[int, AttnMeta] = field(default_factory=dict)
 
     def meta_for(self, window: int) -> AttnMeta:
