@@ -8,7 +8,8 @@ or ninja needed) and called through ctypes. If it cannot be built, every functio
 the torch reference with one warning.
 Long extends (prefill) use torch's fused SDPA kernel, which wins once enough new tokens share each
 key: K/V are gathered by the kernel (much faster than index_select), and a prefill with no cached
-prefix uses SDPA's causal flag instead of a mask, so fully masked key blocks are skipped.
+prefix uses SDPA's causal flag instead of a mask, so fully masked key blocks are skipped. SDPA
+cannot soft-cap scores: soft-capped layers (Gemma 2) stream every extend through the kernel.
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def load_library() -> ctypes.CDLL | None:
         return None
     lib.rg_attention.restype = ctypes.c_int
     lib.rg_attention.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
-                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, _i64, _int, _int]
+                                 _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, ctypes.c_float,
+                                 _i64, _int, _int]
     lib.rg_gather_kv.restype = None
     lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
@@ -154,7 +156,8 @@ def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tenso
         _POOL_DTYPES[k_pool.dtype], qf.data_ptr(), out.data_ptr(), partial.data_ptr(),
         k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1),
         table.data_ptr(), table.stride(0), rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(),
-        rows.numel(), h, kvh, d, sm_scale, meta.window, splits, int(q.dtype == torch.bfloat16), _threads())
+        rows.numel(), h, kvh, d, sm_scale, meta.window, meta.softcap, splits, int(q.dtype == torch.bfloat16),
+        _threads())
     assert rc == 0, "shape checks in _can_stream and the kernel disagree"
     return out.to(q.dtype)
 
@@ -211,7 +214,7 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     """q: [T, H, D] new tokens (K/V already in the pool), prefix + causal -> [T, H, D]."""
     if not _can_stream(q, k_pool, v_pool):
         return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)
-    if meta.max_extend <= STREAM_MAX_EXTEND:
+    if meta.max_extend <= STREAM_MAX_EXTEND or meta.softcap:  # SDPA cannot soft-cap scores
         return _stream_attention(q, k_pool, v_pool, meta, sm_scale)
     if k_pool.stride(1) != k_pool.shape[2]:  # the gather copies whole slots: [KVH, D] contiguous
         return reference.extend_attention(q, k_pool, v_pool, meta, sm_scale)

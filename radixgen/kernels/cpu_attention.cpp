@@ -36,6 +36,7 @@ struct Args {
   const int64_t* req_rows; const int64_t* prefix_lens; const int64_t* extend_start;
   int64_t H, KVH, D, splits; float sm_scale;
   int64_t window;  // sliding window (keys a row sees, itself included); 0 = every earlier key
+  float softcap;   // scores -> softcap * tanh(scores / softcap) before the softmax (Gemma 2); 0 = off
   bool q_is_bf16;  // q's fp32 values are exact bf16 (a bf16 model): enables the vdpbf16ps kernel
 };
 
@@ -117,6 +118,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
         float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
         for (int d = 0; d < D; ++d) dot += qs[r][d] * kbuf[t][d];
+        if (a.softcap > 0.f) dot = a.softcap * std::tanh(dot / a.softcap);
         s[r][t] = j0 + t <= limit[r] && j0 + t >= first[r] ? dot : -INFINITY;
       }
     }
@@ -194,15 +196,16 @@ extern "C" {
 // q: fp32 [T, H, D]; out: fp32 [T, H, D]; partial: fp32 [T, H, splits, D + 2] when splits > 1.
 // Pools [S, KVH, D] with element strides (slot_stride, head_stride), dtype 0 = fp32, 1 = bf16.
 // window > 0: each token sees only its last `window` keys (itself included), as transformers' sliding window.
+// softcap > 0: the scaled scores are soft-capped, softcap * tanh(score / softcap), before the softmax.
 // Returns 0, or 1 when a shape is past the kernel's fixed limits (the caller then uses torch).
 int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
                  const void* k_pool, const void* v_pool, int64_t slot_stride, int64_t head_stride,
                  const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
                  const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch,
-                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t window, int64_t splits,
-                 int q_is_bf16, int threads) {
+                 int64_t H, int64_t KVH, int64_t D, float sm_scale, int64_t window, float softcap,
+                 int64_t splits, int q_is_bf16, int threads) {
   const int64_t g = H / KVH;
-  if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1 || window < 0)
+  if (D > MAX_D || g > MAX_ROWS || H % KVH != 0 || splits < 1 || pool_dtype < 0 || pool_dtype > 1 || window < 0 || softcap < 0.f)
     return 1;
   std::vector<int64_t> extend_start(batch);
   std::vector<Tile> tiles;
@@ -216,7 +219,7 @@ int rg_attention(int pool_dtype, const float* q, float* out, float* partial,
   }
   const Args a{q, out, partial, k_pool, v_pool, slot_stride, head_stride, req_to_slot, table_stride,
                req_rows, prefix_lens, extend_start.data(), H, KVH, D, splits, sm_scale, window,
-               q_is_bf16 != 0};
+               softcap, q_is_bf16 != 0};
   if (pool_dtype == 0) run<float>(a, tiles, threads); else run<uint16_t>(a, tiles, threads);
   if (splits > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static)

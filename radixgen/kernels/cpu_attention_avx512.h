@@ -27,6 +27,16 @@ inline __m512 transpose_sum(const __m512 v[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
 }
 
+// Gemma 2's soft-capping of 16 scores, cap * tanh(x / cap) (cap <= 0: off). Scalar tanh: exact
+// like the portable kernel, and only soft-capped models pay for it.
+inline __m512 softcap(__m512 x, float cap) {
+  if (cap <= 0.f) return x;
+  alignas(64) float b[16];
+  _mm512_store_ps(b, x);
+  for (int i = 0; i < 16; ++i) b[i] = cap * std::tanh(b[i] / cap);
+  return _mm512_load_ps(b);
+}
+
 template <int NV>
 inline const float* row_f32(const float* src, float*) { return src; }  // fp32 pool: read in place
 template <int NV>
@@ -81,7 +91,7 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
         for (int j = 1; j < NV; ++j) part[t] = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(krow[t] + 16 * j), part[t]);
       }
       const __mmask16 valid = __mmask16((visible >= KB16 ? 0xFFFFu : (1u << visible) - 1) & ~((1u << skip) - 1));
-      const __m512 s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), transpose_sum(part));
+      const __m512 s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), softcap(transpose_sum(part), a.softcap));
       const float mx = std::max(m[r], _mm512_mask_reduce_max_ps(valid, s));
       const float alpha = ::exp_nonpos(m[r] - mx);  // 0 on the first block (m = -inf)
       const __m512 e = exp_nonpos(_mm512_sub_ps(s, _mm512_set1_ps(mx)));
@@ -172,8 +182,8 @@ void attend(const Args& a, const Tile& tile, int64_t kvh, int64_t split) {
       }
       const __mmask16 valid = visible[r] == 0 ? __mmask16(0) : __mmask16(
           (visible[r] >= KB16 ? 0xFFFFu : (1u << visible[r]) - 1) & ~((1u << skip) - 1));
-      _mm512_store_ps(sbuf[r], _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY),
-                                                    _mm512_mul_ps(avx512::transpose_sum(part), scale)));
+      const __m512 scores = avx512::softcap(_mm512_mul_ps(avx512::transpose_sum(part), scale), a.softcap);
+      _mm512_store_ps(sbuf[r], _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), scores));
     }
     for (int64_t r = 0; r < rows; ++r) {  // online softmax; weights to bf16 pairs
       if (visible[r] == 0) continue;

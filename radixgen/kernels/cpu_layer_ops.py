@@ -44,10 +44,11 @@ def add_rmsnorm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Te
 def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_pool: torch.Tensor,
                   v_pool: torch.Tensor, out_slots: torch.Tensor, num_heads: int,
                   write_kv: WriteKV) -> torch.Tensor:
-    """As layer_ops.rope_write_kv; writes the pools itself (plain slot-indexed layout)."""
+    """As layer_ops.rope_write_kv; writes the pools itself (plain slot-indexed layout). Partial
+    rotary (cos narrower than a head) takes the torch path."""
     t, d = qkv.shape[0], cos.shape[-1]
     kvh = k_pool.shape[1]
-    if not (_ok(qkv, cos, sin, k_pool, v_pool) and d <= _MAX_D and qkv.stride(1) == 1
+    if not (_ok(qkv, cos, sin, k_pool, v_pool) and d <= _MAX_D and d == k_pool.shape[-1] and qkv.stride(1) == 1
             and qkv.shape[1] == (num_heads + 2 * kvh) * d
             and cos.is_contiguous() and sin.is_contiguous() and k_pool.stride() == v_pool.stride()
             and k_pool.stride(2) == 1 and out_slots.dtype == torch.int64 and out_slots.is_contiguous()):

@@ -26,7 +26,11 @@ def add_rmsnorm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Te
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [T, h, D]; cos, sin: [T, 1, D] in x's dtype. Rotates halves (HF's non-interleaved layout)."""
+    """x: [T, h, D]; cos, sin: [T, 1, R] in x's dtype, R <= D. Rotates halves of the first R dims
+    (HF's non-interleaved layout); the rest pass through (partial rotary, Phi-4-mini)."""
+    r = cos.shape[-1]
+    if r < x.shape[-1]:
+        return torch.cat((rotate(x[..., :r], cos, sin), x[..., r:]), dim=-1)
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
@@ -34,11 +38,10 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_pool: torch.Tensor,
                   v_pool: torch.Tensor, out_slots: torch.Tensor, num_heads: int,
                   write_kv: WriteKV) -> torch.Tensor:
-    """qkv: [T, (H + 2 KVH) * D] fused projection; cos, sin: [T, D] rows of the rotary tables for
-    these tokens; pools [S, KVH, D]; out_slots: int64 [T]. Rotates q and k, writes k and v to the
-    pools with the backend's `write_kv`, returns q [T, H, D]."""
-    t, d = qkv.shape[0], cos.shape[-1]
-    kvh = (qkv.shape[1] // d - num_heads) // 2
+    """qkv: [T, (H + 2 KVH) * D] fused projection; cos, sin: [T, R] rows of the rotary tables for
+    these tokens (R = D, or fewer for partial rotary); pools [S, KVH, D]; out_slots: int64 [T].
+    Rotates q and k, writes k and v to the pools with the backend's `write_kv`, returns q [T, H, D]."""
+    t, (kvh, d) = qkv.shape[0], k_pool.shape[1:]
     q, k, v = qkv.split([num_heads * d, kvh * d, kvh * d], dim=-1)
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     q = rotate(q.view(t, num_heads, d), cos, sin)

@@ -22,6 +22,7 @@ class AttnMeta:
     max_seq: int
     is_decode: bool
     window: int = 0             # sliding window: a token sees its last `window` keys (itself included); 0 = all
+    softcap: float = 0.0        # scaled scores -> softcap * tanh(scores / softcap) before softmax (Gemma 2); 0 = off
 
     @property
     def batch_size(self) -> int:

@@ -25,13 +25,26 @@ def _gather_kv(pool: torch.Tensor, meta: AttnMeta) -> torch.Tensor:
     return pool.index_select(0, meta.kv_index.reshape(-1)).view(b, k, *pool.shape[1:]).transpose(1, 2)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttnMeta,
+            sm_scale: float) -> torch.Tensor:
+    """q [B, H, Q, D], k / v [B, KVH, K, D] -> [B, H, Q, D] under meta.mask. SDPA, or with a soft cap
+    (which SDPA cannot apply) the same in explicit steps, as transformers' eager Gemma 2 does."""
+    if not meta.softcap:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=meta.mask, scale=sm_scale, enable_gqa=True)
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # [B, H, K, D]
+    scores = (q @ k.transpose(-1, -2)) * sm_scale                                 # [B, H, Q, K]
+    scores = torch.tanh(scores / meta.softcap) * meta.softcap
+    scores = scores.masked_fill(~meta.mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.nan_to_num(probs) @ v  # padded query rows see no key: NaN -> 0, dropped later
+
+
 def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
                      meta: AttnMeta, sm_scale: float) -> torch.Tensor:
     """q: [B, H, D], one token per request, whose K/V are already in the pool -> [B, H, D]."""
     k, v = _gather_kv(k_pool, meta), _gather_kv(v_pool, meta)
-    out = F.scaled_dot_product_attention(q.unsqueeze(2), k, v, attn_mask=meta.mask,
-                                         scale=sm_scale, enable_gqa=True)
-    return out.squeeze(2)
+    return _attend(q.unsqueeze(2), k, v, meta, sm_scale).squeeze(2)
 
 
 def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
@@ -42,8 +55,7 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     qp = q.new_zeros(meta.batch_size, meta.max_extend, *q.shape[1:])  # [B, Q, H, D]
     qp[b_idx, i_idx] = q
     k, v = _gather_kv(k_pool, meta), _gather_kv(v_pool, meta)
-    out = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, attn_mask=meta.mask,
-                                         scale=sm_scale, enable_gqa=True)  # [B, H, Q, D]
+    out = _attend(qp.transpose(1, 2), k, v, meta, sm_scale)  # [B, H, Q, D]
     return out.transpose(1, 2)[b_idx, i_idx]
 
 

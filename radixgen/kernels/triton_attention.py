@@ -52,8 +52,10 @@ def _write_kv_kernel(K, V, KPool, VPool, Slots, stride_kt, stride_kh, stride_vt,
 
 @triton.jit
 def _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d, mask_kv, visible,
-                  sm_scale, stride_ps, stride_ph, UPCAST: tl.constexpr):
-    """One online-softmax step: q [M, BD] against the keys at `slots` [N]; visible [M, N]."""
+                  sm_scale, softcap, stride_ps, stride_ph, UPCAST: tl.constexpr, SOFTCAP: tl.constexpr):
+    """One online-softmax step: q [M, BD] against the keys at `slots` [N]; visible [M, N]. With
+    SOFTCAP the scaled scores become softcap * tanh(s / softcap) (Gemma 2), tanh written with exp
+    (saturates cleanly at +-1) so the interpreter and every Triton version run it."""
     kv_off = slots[:, None] * stride_ps + kvh * stride_ph + offs_d[None, :]  # [N, BD]
     k = tl.load(KPool + kv_off, mask=mask_kv, other=0.0)
     v = tl.load(VPool + kv_off, mask=mask_kv, other=0.0)
@@ -63,6 +65,8 @@ def _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d, mask_kv, visib
     # tl.dot wants one operand dtype (a bf16 pool under fp32 queries is widened); "ieee" keeps fp32
     # dots out of TF32, and is moot for bf16 operands
     s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * sm_scale  # [M, N] fp32
+    if SOFTCAP:
+        s = softcap * (1.0 - 2.0 / (tl.exp(2.0 * s / softcap) + 1.0))
     s = tl.where(visible, s, float("-inf"))
     m_new = tl.maximum(m, tl.max(s, 1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)       # rows with nothing visible yet
@@ -74,11 +78,11 @@ def _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d, mask_kv, visib
 
 
 @triton.jit
-def _decode_split_kernel(Q, KPool, VPool, ReqToSlot, ReqRows, SeqLens, MidO, MidLse, sm_scale, window,
+def _decode_split_kernel(Q, KPool, VPool, ReqToSlot, ReqRows, SeqLens, MidO, MidLse, sm_scale, softcap, window,
                          stride_qb, stride_qh, stride_ps, stride_ph, stride_table,
                          stride_mb, stride_mh, stride_lb, stride_lh, group, head_dim, num_splits,
                          BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                         UPCAST: tl.constexpr):
+                         UPCAST: tl.constexpr, SOFTCAP: tl.constexpr):
     """Program (b, kv head, split): the g query heads of one kv head over one slice of the keys (of
     the last `window` ones under a sliding window, window > 0)."""
     b = tl.program_id(0).to(tl.int64)
@@ -108,7 +112,7 @@ def _decode_split_kernel(Q, KPool, VPool, ReqToSlot, ReqRows, SeqLens, MidO, Mid
         slots = tl.load(ReqToSlot + row * stride_table + offs_n, mask=mask_n, other=0).to(tl.int64)
         m, l, acc = _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d,
                                   mask_n[:, None] & mask_d[None, :], mask_n[None, :] & mask_h[:, None],
-                                  sm_scale, stride_ps, stride_ph, UPCAST)
+                                  sm_scale, softcap, stride_ps, stride_ph, UPCAST, SOFTCAP)
     # an empty split (start >= end) leaves l = 0: lse = -inf, weight 0 in the combine
     lse = tl.where(l > 0, m + tl.log(tl.where(l > 0, l, 1.0)), float("-inf"))
     out = acc / tl.where(l > 0, l, 1.0)[:, None]
@@ -138,9 +142,9 @@ def _decode_combine_kernel(MidO, MidLse, O, stride_mb, stride_mh, stride_lb, str
 
 @triton.jit
 def _extend_kernel(Q, KPool, VPool, O, ReqToSlot, ReqRows, PrefixLens, ExtendLens, ExtendStart,
-                   sm_scale, window, stride_qt, stride_qh, stride_ot, stride_oh, stride_ps, stride_ph,
+                   sm_scale, softcap, window, stride_qt, stride_qh, stride_ot, stride_oh, stride_ps, stride_ph,
                    stride_table, group, head_dim, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   BLOCK_D: tl.constexpr, UPCAST: tl.constexpr):
+                   BLOCK_D: tl.constexpr, UPCAST: tl.constexpr, SOFTCAP: tl.constexpr):
     """Program (b, head, block of new tokens): the block attends to the request's prefix and
     causally to the new tokens, all read from the pool (their K/V are written before); under a
     sliding window (window > 0) each query sees only its last `window` keys."""
@@ -176,7 +180,7 @@ def _extend_kernel(Q, KPool, VPool, O, ReqToSlot, ReqRows, PrefixLens, ExtendLen
         visible = mask_n[None, :] & (offs_n[None, :] <= q_pos[:, None]) & (offs_n[None, :] > q_pos[:, None] - win)
         m, l, acc = _attend_block(q, m, l, acc, KPool, VPool, slots, kvh, offs_d,
                                   mask_n[:, None] & mask_d[None, :], visible,
-                                  sm_scale, stride_ps, stride_ph, UPCAST)
+                                  sm_scale, softcap, stride_ps, stride_ph, UPCAST, SOFTCAP)
     out = acc / l[:, None]  # every query sees at least key 0
     tl.store(O + (tok0 + offs_m[:, None]) * stride_ot + h * stride_oh + offs_d[None, :],
              out.to(O.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
@@ -214,11 +218,12 @@ def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     mid_o = _alloc(b, h, splits, block_d, dtype=torch.float32, device=q.device)
     mid_lse = _alloc(b, h, splits, dtype=torch.float32, device=q.device)
     _decode_split_kernel[(b, kvh, splits)](
-        q, k_pool, v_pool, meta.req_to_slot, meta.req_rows, meta.seq_lens, mid_o, mid_lse, sm_scale, meta.window,
+        q, k_pool, v_pool, meta.req_to_slot, meta.req_rows, meta.seq_lens, mid_o, mid_lse, sm_scale, meta.softcap or 1.0,
+        meta.window,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), meta.req_to_slot.stride(0),
         mid_o.stride(0), mid_o.stride(1), mid_lse.stride(0), mid_lse.stride(1), h // kvh, d, splits,
         BLOCK_H=max(16, triton.next_power_of_2(h // kvh)), BLOCK_N=DECODE_BLOCK_N, BLOCK_D=block_d,
-        UPCAST=_upcast())
+        UPCAST=_upcast(), SOFTCAP=meta.softcap > 0)
     out = _alloc(*q.shape, dtype=q.dtype, device=q.device)
     _decode_combine_kernel[(b, h)](
         mid_o, mid_lse, out, mid_o.stride(0), mid_o.stride(1), mid_lse.stride(0), mid_lse.stride(1),
@@ -238,8 +243,8 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     grid = (meta.batch_size, h, triton.cdiv(meta.max_extend, EXTEND_BLOCK_M))
     _extend_kernel[grid](
         q, k_pool, v_pool, out, meta.req_to_slot, meta.req_rows, meta.prefix_lens, meta.extend_lens,
-        meta.extend_start, sm_scale, meta.window, q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        meta.extend_start, sm_scale, meta.softcap or 1.0, meta.window, q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_pool.stride(0), k_pool.stride(1), meta.req_to_slot.stride(0), h // k_pool.shape[1], d,
         BLOCK_M=EXTEND_BLOCK_M, BLOCK_N=EXTEND_BLOCK_N, BLOCK_D=triton.next_power_of_2(d),
-        UPCAST=_upcast())
+        UPCAST=_upcast(), SOFTCAP=meta.softcap > 0)
     return out

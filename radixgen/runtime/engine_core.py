@@ -51,7 +51,7 @@ class EngineCore:
                         self.runner.num_slots - ps, self.runner.context_length, self.context_length)
         allocator = PageAllocator(self.runner.num_slots // ps, ps)
         rows = ReqToSlot(config.max_running_requests + 2, self.context_length + ps, self.runner.device)
-        self.kv = KVManager(allocator, rows, make_prefix_cache(config, allocator))
+        self.kv = KVManager(allocator, rows, make_prefix_cache(config, allocator), self.runner.rope_switch_len)
         self.scheduler = Scheduler(config, self.kv)
         self.generator = torch.Generator().manual_seed(config.random_seed)
         self.eos_ids = self._eos_ids()

@@ -2,6 +2,14 @@
 
 Every slot is, at any time, exactly one of: free; held by the prefix cache (evictable or locked);
 private to a running request (in its slot-table row, past its `cached_len`).
+
+Long-rope models (Phi-3 128k, Phi-3.5 / Phi-4-mini) rotate a sequence longer than
+`rope_switch_len` (N) with other frequencies, everywhere in it, as transformers does: its generate
+recomputes the whole cache when a sequence crosses N (Phi3ForCausalLM.prepare_inputs_for_generation).
+So a request is in one mode for as long as it holds KV: long iff it had more than N tokens when
+admitted (`req.rope_long`); a short one that decodes past N is retracted by the scheduler and comes
+back long (see `must_recompute`). The prefix cache holds short-mode KV only (at most N tokens deep):
+long requests neither match nor insert.
 """
 from __future__ import annotations
 
@@ -14,9 +22,16 @@ from .request import Req
 
 
 class KVManager:
-    def __init__(self, allocator: PageAllocator, slots: ReqToSlot, cache: PrefixCache):
+    def __init__(self, allocator: PageAllocator, slots: ReqToSlot, cache: PrefixCache,
+                 rope_switch_len: int = 0):
         self.allocator, self.slots, self.cache = allocator, slots, cache
         self.page_size = allocator.page_size
+        self.rope_switch_len = rope_switch_len  # N of a long-rope model; 0 = one rotary mode
+
+    def must_recompute(self, req: Req) -> bool:
+        """A short-mode request that now has more than N tokens: its KV must be computed again in
+        long mode (retract it)."""
+        return 0 < self.rope_switch_len < req.seq_len and req.row is not None and not req.rope_long
 
     def available(self) -> int:
         """Slots a new allocation could get: free plus evictable."""
@@ -33,7 +48,8 @@ class KVManager:
         if row is None:
             return False
         req.row = row
-        match = self.cache.match_prefix(req.token_ids(0, req.max_cached_len))
+        req.rope_long = 0 < self.rope_switch_len < req.seq_len
+        match = self.cache.match_prefix([] if req.rope_long else req.token_ids(0, req.max_cached_len))
         self.cache.lock(match.node)
         n = match.length
         self.slots.table[row, :n] = match.slots.to(torch.int32)
@@ -92,7 +108,7 @@ class KVManager:
     def cache_prefix(self, req: Req) -> None:
         """Share a running request's computed tokens: insert them into the cache and switch its row
         to the cache's slots (freeing its duplicates), so concurrent requests reuse them."""
-        if not self.cache.shares:
+        if not self.cache.shares or req.rope_long:
             return
         ids, row = req.token_ids(0, req.kv_len), self.slots.table[req.row]
         res = self.cache.insert(ids, row[: req.kv_len].long())
@@ -111,7 +127,9 @@ class KVManager:
             return
         row = self.slots.table[req.row]
         slots = row[: req.kv_len].long()
-        if req.kv_len > req.cached_len:
+        if req.rope_long:  # long-mode KV is never cached (cached_len is 0)
+            self.allocator.free(slots)
+        elif req.kv_len > req.cached_len:
             res = self.cache.insert(req.token_ids(0, req.kv_len), slots)
             self.allocator.free(slots[req.cached_len: res.prefix_len])
             self.allocator.free(slots[res.aligned_len:])  # the unaligned tail: a partial page

@@ -105,6 +105,8 @@ class ModelRunner:
         if config.tp_size > 1:
             check_divisible(self.arch, config.tp_size)
         self.context_length = config.context_length or self.arch.max_position_embeddings
+        # long-rope: sequences past this many tokens take the long factors (0: never, or no long-rope)
+        self.rope_switch_len = self.arch.rope_switch_len if self.arch.rope_switch_len < self.context_length else 0
         self.num_slots = num_slots or self._pool_slots()
         self.leader: Leader | None = None
         if config.tp_size > 1 and comm is None:
@@ -213,12 +215,15 @@ class ModelRunner:
             req_to_slot=slot_table, req_rows=torch.tensor([r.row for r in reqs], dtype=torch.int64, device=dev),
             prefix_lens=start_t.to(dev), extend_lens=len_t.to(dev), out_slots=batch.out_slots.to(dev),
             max_extend=max(lens), max_seq=max(s + n for s, n in zip(starts, lens)), is_decode=batch.is_decode)
+        rope_long = None
+        if self.rope_switch_len and any(r.rope_long for r in reqs):
+            rope_long = torch.repeat_interleave(torch.tensor([r.rope_long for r in reqs]), len_t).to(dev)
         return StepInputs(torch.tensor(ids, dtype=torch.int64, device=dev), positions.to(dev), meta,
-                          torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev))
+                          torch.tensor(batch.logit_rows, dtype=torch.int64, device=dev), rope_long)
 
     def run(self, step: StepInputs) -> torch.Tensor:
         """The forward of `step` on this rank: logits [N, V] (on a rank other than 0: its [N, V / tp])."""
-        ctx = ForwardContext(step.meta, self.pool.k, self.pool.v, self.backend, self.ops)
+        ctx = ForwardContext(step.meta, self.pool.k, self.pool.v, self.backend, self.ops, rope_long=step.rope_long)
         hidden = self.model(step.ids, step.positions, ctx)
         if step.logit_rows.numel() == 0:  # a chunk or shared prefix that no request samples from yet
             return hidden.new_empty(0, self.arch.vocab_size).cpu()

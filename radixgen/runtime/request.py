@@ -38,6 +38,7 @@ class Req:
     kv_len: int = 0
     cached_len: int = 0        # leading tokens whose slots belong to the prefix cache (node locked)
     node: Any = None
+    rope_long: bool = False    # its KV uses a long-rope model's long factors (see KVManager)
     hit_len: int = 0           # cache hit at first admission (meta_info.cached_tokens)
     num_retractions: int = 0
     num_failures: int = 0      # failed engine steps this request was part of (EngineCore.recover)

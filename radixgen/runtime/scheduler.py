@@ -75,6 +75,8 @@ class Scheduler:
         return len(self.waiting) + len(self.running) + (self.chunked is not None)
 
     def schedule(self) -> ScheduledBatch | None:
+        for req in [r for r in self.running if self.kv.must_recompute(r)]:
+            self._retract(req)  # crossed a long-rope model's switch length: recomputed in long mode
         return self._schedule_prefill() or self._schedule_decode()
 
     def _schedule_prefill(self) -> ScheduledBatch | None:

@@ -26,9 +26,12 @@ def built():
         pytest.skip("the C++ kernel did not build here (see the warning)")
 
 
-def check(case: Case, dtype: torch.dtype, q_dtype: torch.dtype | None = None, window: int = 0) -> None:
+def check(case: Case, dtype: torch.dtype, q_dtype: torch.dtype | None = None, window: int = 0,
+          softcap: float = 0.0) -> None:
     q, k_pool, v_pool, meta = make(case, dtype)
-    meta = dataclasses.replace(meta, window=window)
+    if softcap:
+        q = q * 3  # scores of several units: a cap of 1.5 bends them
+    meta = dataclasses.replace(meta, window=window, softcap=softcap)
     q = q.to(q_dtype or dtype)
     scale = 1 / math.sqrt(case.head_dim)
     ref_fn, cpu_fn = ((reference.decode_attention, cpu.decode_attention) if meta.is_decode
@@ -71,6 +74,19 @@ def test_sliding_window_with_key_splits(dtype, poison, monkeypatch):
     monkeypatch.setattr(cpu, "_num_splits", lambda *args: 3)
     check(DECODE_CASES[4], dtype, window=100)
     check(WIDE_CASES[2], dtype, window=7)
+
+
+@pytest.mark.parametrize("window", [0, 5])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", DECODE_CASES[1:5] + EXTEND_CASES[1:] + WIDE_CASES, ids=str)
+def test_softcap_matches_reference(case, dtype, window, poison, monkeypatch):
+    """Gemma 2's soft-capped scores: every extend streams through the kernel (SDPA cannot cap), with
+    and without key splits and a window."""
+    poison(cpu)
+    monkeypatch.setattr(cpu, "_sdpa_extend", None)  # must not be reached
+    check(case, dtype, window=window, softcap=1.5)
+    monkeypatch.setattr(cpu, "_num_splits", lambda *args: 3)
+    check(case, dtype, window=window, softcap=1.5)
 
 
 def test_fp32_queries_on_bf16_pool():

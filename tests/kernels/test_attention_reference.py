@@ -13,7 +13,7 @@ from radixgen.kernels import reference
 
 def naive_attention(q, k_pool, v_pool, meta, sm_scale):
     """Token i of request b, head h: softmax over keys 0 ..= prefix_len + i of its slot row (only the
-    last meta.window of them under a sliding window)."""
+    last meta.window of them under a sliding window), of scores soft-capped where meta.softcap."""
     out = torch.empty_like(q, dtype=torch.float64)
     group = q.shape[1] // k_pool.shape[1]
     t = 0
@@ -26,7 +26,10 @@ def naive_attention(q, k_pool, v_pool, meta, sm_scale):
             for h in range(q.shape[1]):
                 k = k_pool[keys, h // group].double()  # [N, D]
                 v = v_pool[keys, h // group].double()
-                w = torch.softmax(k @ q[t, h].double() * sm_scale, 0)
+                s = k @ q[t, h].double() * sm_scale
+                if meta.softcap:
+                    s = meta.softcap * torch.tanh(s / meta.softcap)
+                w = torch.softmax(s, 0)
                 out[t, h] = w @ v
             t += 1
     return out
@@ -66,3 +69,18 @@ def test_reference_sliding_window_matches_definition(case, window):
     fn = reference.decode_attention if meta.is_decode else reference.extend_attention
     torch.testing.assert_close(fn(q, k_pool, v_pool, meta, scale).double(),
                                naive_attention(q, k_pool, v_pool, meta, scale), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("window", [0, 4])
+@pytest.mark.parametrize("case", DECODE_CASES[1:4] + EXTEND_CASES[1:4], ids=str)
+def test_reference_softcap_matches_definition(case, window):
+    """Gemma 2's soft-capped scores; a cap of 1.5 is well inside the scores' range, so it matters."""
+    q, k_pool, v_pool, meta = make(case, torch.float32)
+    q = q * 3  # scores of several units: the cap bends them
+    meta = dataclasses.replace(meta, window=window, softcap=1.5)
+    scale = 1 / math.sqrt(case.head_dim)
+    fn = reference.decode_attention if meta.is_decode else reference.extend_attention
+    got = fn(q, k_pool, v_pool, meta, scale).double()
+    torch.testing.assert_close(got, naive_attention(q, k_pool, v_pool, meta, scale), atol=1e-5, rtol=1e-4)
+    uncapped = fn(q, k_pool, v_pool, dataclasses.replace(meta, softcap=0.0), scale).double()
+    assert (got - uncapped).abs().max() > 1e-2

@@ -14,9 +14,12 @@ from radixgen.kernels import get_backend, reference
 DTYPES = [torch.float32, torch.bfloat16]
 
 
-def run_both(kernels, case: Case, dtype: torch.dtype, device: torch.device, window: int = 0):
+def run_both(kernels, case: Case, dtype: torch.dtype, device: torch.device, window: int = 0,
+             softcap: float = 0.0):
     q, k_pool, v_pool, meta = make(case, dtype, device)
-    meta = dataclasses.replace(meta, window=window)
+    if softcap:
+        q = q * 3  # scores of several units: a cap of 1.5 bends them
+    meta = dataclasses.replace(meta, window=window, softcap=softcap)
     scale = 1 / math.sqrt(case.head_dim)
     name = "decode_attention" if meta.is_decode else "extend_attention"
     got = getattr(kernels, name)(q, k_pool, v_pool, meta, scale)
@@ -38,6 +41,15 @@ def test_decode(triton_kernels, case, dtype, device, poison):
 def test_sliding_window(triton_kernels, case, window, device, poison):
     poison(triton_kernels)
     got, want = run_both(triton_kernels, case, torch.float32, device, window)
+    torch.testing.assert_close(got, want, **tolerance(torch.float32))
+
+
+@pytest.mark.parametrize("window", [0, 5])
+@pytest.mark.parametrize("case", DECODE_CASES[1:5] + EXTEND_CASES[1:4], ids=str)
+def test_softcap(triton_kernels, case, window, device, poison):
+    """Gemma 2's soft-capped scores, with and without a sliding window."""
+    poison(triton_kernels)
+    got, want = run_both(triton_kernels, case, torch.float32, device, window, softcap=1.5)
     torch.testing.assert_close(got, want, **tolerance(torch.float32))
 
 

@@ -31,6 +31,10 @@ FAMILIES = {
         rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                          "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6}}),
     "phi3": lambda: transformers.Phi3Config(**COMMON, sliding_window=WINDOW + 4, tie_word_embeddings=False),
+    # caps well inside the scores' and logits' range (the checkpoints' 50 / 30 barely bend random ones)
+    "gemma2": lambda: transformers.Gemma2Config(
+        **{**COMMON, "num_hidden_layers": 4}, head_dim=32, query_pre_attn_scalar=24, sliding_window=WINDOW,
+        attn_logit_softcapping=1.0, final_logit_softcapping=3.0),
 }
 NEW_TOKENS = 10
 
@@ -95,15 +99,76 @@ def test_family_greedy_tokens_match_transformers(name, tmp_path, tokenizer):
         engine.check()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, chunk", [("reference", 16), ("cpu", 64)])
+def test_gemma2_softcap_on_every_cpu_attention_path(backend, chunk, tmp_path, tokenizer):
+    """Soft-capped attention through the torch reference, and through the C++ kernel with extends
+    longer than the ones it streams by default (SDPA cannot soft-cap: they must not go there)."""
+    model = save_tiny("gemma2", tmp_path, tokenizer)
+    params = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    with radixgen.Engine(model=str(tmp_path), dtype="float32", chunked_prefill_size=chunk, max_total_tokens=4000,
+                         skip_warmup=True, num_threads=1, attention_backend=backend) as engine:
+        outs = engine.generate(input_ids=prompts(), sampling_params=params)
+    for prompt, out in zip(prompts(), outs):
+        assert hf_argmax_path(model, prompt, out["output_ids"], [2]) == out["output_ids"], backend
+
+
+def longrope_phi3() -> transformers.Phi3Config:
+    """Phi-4-mini's shape in small: longrope switching at 32 tokens, 3/4 of each head rotated."""
+    gen = torch.Generator().manual_seed(3)
+    rope = {"rope_type": "longrope", "rope_theta": 1e4, "partial_rotary_factor": 0.75,
+            "original_max_position_embeddings": 32,  # 16-dim heads, 12 rotated: 6 factors each
+            "short_factor": (1 + torch.rand(6, generator=gen)).tolist(),
+            "long_factor": (2 + 4 * torch.rand(6, generator=gen)).tolist()}
+    return transformers.Phi3Config(**COMMON, tie_word_embeddings=True, partial_rotary_factor=0.75,
+                                   original_max_position_embeddings=32, rope_parameters=rope)
+
+
+@pytest.mark.slow
+def test_phi3_longrope_partial_rotary_matches_transformers_generate(tmp_path, tokenizer):
+    """Short prompts (short factors), long ones (long factors from their first 16-token chunk), and
+    short ones that decode past 32 tokens, where transformers' generate recomputes the whole cache
+    with the long factors (we retract and recompute): greedy tokens equal generate's, cold and with the
+    short prompts' prefix from the radix cache (the long ones must not reuse its short-mode KV)."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(longrope_phi3(), dtype=torch.float32).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    gen = torch.Generator().manual_seed(1)
+    ids = lambda n: torch.randint(100, 49000, (n,), generator=gen).tolist()  # noqa: E731
+    shared = ids(20)
+    batch = [ids(5), shared + ids(3), shared + ids(8), ids(27), shared + ids(30), ids(75)]  # 5 .. 75 tokens
+    want = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=NEW_TOKENS,
+                           min_new_tokens=NEW_TOKENS)[0, len(p):].tolist() for p in batch]
+    params = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    with radixgen.Engine(model=str(tmp_path), dtype="float32", chunked_prefill_size=16, max_total_tokens=4000,
+                         skip_warmup=True, num_threads=1) as engine:
+        for round_ in range(2):
+            outs = engine.generate(input_ids=batch, sampling_params=params)
+            assert [o["output_ids"] for o in outs] == want, round_
+            if round_:
+                assert sum(o["meta_info"]["cached_tokens"] for o in outs) > 0
+        # prompt logprobs, a finer check than argmaxes: short factors for 27 tokens, long for 75
+        outs = engine.generate(input_ids=batch[3:], return_logprob=True, logprob_start_len=0,
+                               sampling_params={"temperature": 0, "max_new_tokens": 1})
+        engine.check()
+    for prompt, out in zip(batch[3:], outs):
+        ours = torch.tensor([lp for lp, _, _ in out["meta_info"]["input_token_logprobs"][1:]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([prompt])).logits[0], dim=-1)
+        torch.testing.assert_close(ours, logp[torch.arange(len(prompt) - 1), torch.tensor(prompt[1:])],
+                                   atol=1e-4, rtol=1e-5)
+
+
 REFUSED = [
     (lambda: transformers.GPT2Config(), "model type 'gpt2' is not supported"),
     (lambda: transformers.LlamaConfig(**COMMON, rope_parameters={"rope_type": "dynamic", "factor": 2.0,
                                                                 "rope_theta": 1e4}), "'dynamic'"),
-    (lambda: transformers.Phi3Config(**COMMON, rope_parameters={
+    (lambda: transformers.LlamaConfig(**COMMON, rope_parameters={
         "rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8,
         "original_max_position_embeddings": 256}), "'longrope'"),
-    (lambda: transformers.Phi3Config(**COMMON, partial_rotary_factor=0.5), "partial rotary"),
-    (lambda: transformers.Gemma2Config(**COMMON), "soft-capping"),
+    (lambda: transformers.LlamaConfig(**COMMON, partial_rotary_factor=0.5), "partial rotary"),
+    (lambda: transformers.Gemma2Config(**COMMON, use_bidirectional_attention=True), "bidirectional"),
     (lambda: transformers.Gemma3Config(), "multimodal Gemma 3"),
     (lambda: transformers.Gemma3TextConfig(**COMMON, attn_logit_softcapping=50.0), "soft-capping"),
 ]

@@ -30,6 +30,8 @@ class ModelArch:
     norm_offset: float = 0.0         # RMSNorm weights stored as w, applied as (offset + w) (Gemma: 1)
     layer_windows: tuple[int, ...] = ()  # sliding window per layer, 0 = full attention; () = all full
     layer_ropes: tuple[str, ...] = ()    # rotary table per layer (FULL_ROPE / LOCAL_ROPE); () = all full
+    attn_softcap: float = 0.0        # attention scores soft-capped at this (Gemma 2); 0 = off
+    rope_switch_len: int = 0         # long-rope: sequences longer than this take the long factors
 
     def window(self, layer_id: int) -> int:
         return self.layer_windows[layer_id] if self.layer_windows else 0

@@ -1,8 +1,8 @@
 """Gemma 3 text models (model_type gemma3_text; the 270M / 1B checkpoints): (1 + w) RMSNorms,
 embeddings scaled by sqrt(hidden), GeGLU, norms before and after both attention and the MLP,
 per-head q/k norms, softmax scale query_pre_attn_scalar^-1/2, and interleaved sliding-window
-(local rope base) and global (global base, maybe scaled) layers. Gemma 2 is refused: its attention
-logit soft-capping is not in the attention kernels."""
+(local rope base) and global (global base, maybe scaled) layers. Gemma 2 (gemma2.py) reuses these
+layers."""
 from __future__ import annotations
 
 import math
@@ -23,6 +23,8 @@ def gemma3_arch(config: Any) -> ModelArch:
     if getattr(config, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
         refuse(config, f"hidden_activation {config.hidden_activation!r}")
     if getattr(config, "attn_logit_softcapping", None) is not None:
+        # None in every released checkpoint; transformers' Gemma 3 reads it but never applies it, so
+        # neither running it (kernels can: see gemma2.py) nor ignoring it would be sure to be right
         refuse(config, "attention logit soft-capping (attn_logit_softcapping)")
     if getattr(config, "use_bidirectional_attention", False):
         refuse(config, "bidirectional attention (use_bidirectional_attention)")
@@ -31,11 +33,6 @@ def gemma3_arch(config: Any) -> ModelArch:
     return base_arch(config, qk_norm=True, attn_scale=config.query_pre_attn_scalar ** -0.5,
                      hidden_act="gelu_tanh", embed_scale=math.sqrt(config.hidden_size), norm_offset=1.0,
                      layer_windows=layer_windows(config), layer_ropes=tuple(config.layer_types))
-
-
-def gemma2_arch(config: Any) -> ModelArch:
-    refuse(config, "Gemma 2 (attention logit soft-capping in every layer)")
-    raise AssertionError("unreachable")
 
 
 def gemma3_multimodal_arch(config: Any) -> ModelArch:

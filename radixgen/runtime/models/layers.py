@@ -33,16 +33,20 @@ class ForwardContext:
     ops: ModuleType           # add_rmsnorm / rope_write_kv / silu_mul (kernels.layer_ops or fused)
     # rotary table name -> (cos, sin) rows of this forward's positions, [T, D] each, model dtype
     rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    _windowed: dict[int, AttnMeta] = field(default_factory=dict)
+    rope_long: torch.Tensor | None = None  # bool [T]: the token takes long-rope rows (see KVManager)
+    _windowed: dict[tuple[int, float], AttnMeta] = field(default_factory=dict)
 
-    def meta_for(self, window: int) -> AttnMeta:
-        """The batch layout a layer with this sliding window (0 = none) attends with: built once per
-        forward and window. When no sequence is longer than the window, nothing is cut: `meta`."""
+    def meta_for(self, window: int, softcap: float = 0.0) -> AttnMeta:
+        """The batch layout a layer with this sliding window (0 = none) and score soft cap (0 = none)
+        attends with: built once per forward and (window, cap). When no sequence is longer than the
+        window, nothing is cut."""
         if window <= 0 or self.meta.max_seq <= window:
+            window = 0
+        if not window and not softcap:
             return self.meta
-        if window not in self._windowed:
-            self._windowed[window] = dataclasses.replace(self.meta, window=window)
-        return self._windowed[window]
+        if (window, softcap) not in self._windowed:
+            self._windowed[(window, softcap)] = dataclasses.replace(self.meta, window=window, softcap=softcap)
+        return self._windowed[(window, softcap)]
 
 
 class RMSNorm(nn.Module):
@@ -69,7 +73,7 @@ class Attention(nn.Module):
         self.qkv_proj = Linear(arch.hidden_size, (self.h + 2 * self.kvh) * self.d, bias=arch.qkv_bias)
         self.o_proj = Linear(self.h * self.d, arch.hidden_size, bias=False)
         self.scale = arch.attn_scale or 1.0 / math.sqrt(self.d)
-        self.window, self.rope = arch.window(layer_id), arch.rope(layer_id)
+        self.window, self.rope, self.softcap = arch.window(layer_id), arch.rope(layer_id), arch.attn_softcap
         self.q_norm = RMSNorm(self.d, arch.rms_norm_eps) if arch.qk_norm else None
         self.k_norm = RMSNorm(self.d, arch.rms_norm_eps) if arch.qk_norm else None
 
@@ -84,7 +88,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         t = x.shape[0]
         k_pool, v_pool = ctx.k_pool[self.layer_id], ctx.v_pool[self.layer_id]
-        meta = ctx.meta_for(self.window)
+        meta = ctx.meta_for(self.window, self.softcap)
         qkv = self.qkv_proj(x)
         if self.q_norm is not None:
             qkv = self._norm_qk(qkv, ctx)

@@ -64,8 +64,11 @@ class LlamaForCausalLM(nn.Module):
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         """input_ids, positions: int64 [T] -> final hidden states [T, hidden]."""
-        ctx.rope = {name: (getattr(self, f"cos_{name}")[positions], getattr(self, f"sin_{name}")[positions])
-                    for name in self.rope_names}  # [T, D] each
+        rows = positions
+        if ctx.rope_long is not None:  # long-rope tables stack the long rows after the short ones
+            rows = positions + ctx.rope_long.long() * (getattr(self, f"cos_{self.rope_names[0]}").shape[0] // 2)
+        ctx.rope = {name: (getattr(self, f"cos_{name}")[rows], getattr(self, f"sin_{name}")[rows])
+                    for name in self.rope_names}  # [T, R] each
         h, residual = self.layers[0].input_layernorm(self.embed(input_ids), None, ctx)
         norms = [layer.input_layernorm for layer in self.layers[1:]] + [self.norm]
         for layer, next_norm in zip(self.layers, norms):

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from . import gemma3, llama, mistral, phi3, qwen
+from . import gemma2, gemma3, llama, mistral, phi3, qwen
 from .arch import ModelArch
 
 
@@ -32,7 +32,7 @@ FAMILIES: dict[str, Family] = {
     "phi3": Family(phi3.Phi3ForCausalLM, phi3.phi3_arch),
     "gemma3_text": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_arch, gemma3.CHAT_TEMPLATE, gemma3.STOP_TOKENS),
     "gemma3": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma3_multimodal_arch),  # refused, naming why
-    "gemma2": Family(gemma3.Gemma3ForCausalLM, gemma3.gemma2_arch),              # refused, naming why
+    "gemma2": Family(gemma2.Gemma2ForCausalLM, gemma2.gemma2_arch, gemma3.CHAT_TEMPLATE, gemma3.STOP_TOKENS),
 }
 
 
