@@ -141,3 +141,25 @@ def test_bundled_smollm2_on_three_ranks_matches_one(engine_fp32):
         assert len(engine.core.runner.leader.procs) == 2
         outs = engine.generate(input_ids=chats, sampling_params=params)
     assert [out["output_ids"] for out in outs] == expected
+
+
+@pytest.mark.parametrize("with_long", [False, True])
+def test_step_payload_round_trips(with_long):
+    """What rank 0 sends is what a worker rebuilds, the long-rope flags (Phi-3 128k) included."""
+    from radixgen.kernels import AttnMeta
+    from radixgen.runtime.tp.step import HEADER, StepInputs, pack, payload_len, unpack
+
+    table = torch.arange(4 * 10, dtype=torch.int32).reshape(4, 10)
+    meta = AttnMeta(req_to_slot=table, req_rows=torch.tensor([2, 0]), prefix_lens=torch.tensor([3, 0]),
+                    extend_lens=torch.tensor([2, 4]), out_slots=torch.arange(6), max_extend=4, max_seq=5,
+                    is_decode=False)
+    long = torch.tensor([True, True, False, False, False, False]) if with_long else None
+    step = StepInputs(torch.arange(100, 106), torch.tensor([3, 4, 0, 1, 2, 3]), meta, torch.tensor([1, 5]), long)
+    header, payload = pack(step)
+    fields = HEADER.unpack(header)
+    assert payload.numel() == payload_len(fields)
+    got = unpack(fields, payload)
+    assert torch.equal(got.ids, step.ids) and torch.equal(got.positions, step.positions)
+    assert torch.equal(got.logit_rows, step.logit_rows)
+    assert torch.equal(got.meta.req_to_slot, table[[2, 0], :5])
+    assert (got.rope_long is None) if long is None else torch.equal(got.rope_long, long)
