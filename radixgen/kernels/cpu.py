@@ -114,6 +114,9 @@ def load_library() -> ctypes.CDLL | None:
                                      _i64, _i64, _i64, _i64, _int]
     lib.rg_silu_mul.restype = None
     lib.rg_silu_mul.argtypes = [_ptr, _ptr, _i64, _i64, _int]
+    for name in ("rg_add_rmsnorm", "rg_rope_write_kv", "rg_silu_mul"):  # the fp32 versions: same arguments
+        getattr(lib, name + "_f32").restype = None
+        getattr(lib, name + "_f32").argtypes = getattr(lib, name).argtypes
     return lib
 
 

@@ -167,4 +167,68 @@ void rg_silu_mul(const uint16_t* gate_up, uint16_t* out, int64_t T, int64_t I, i
   }
 }
 
+// ---- float32 models (dtype auto on CPUs without AVX512-BF16 / AMX, and the quantized paths) ----
+// The same three ops on fp32 rows, in the torch reference's arithmetic (no bf16 rounding); plain
+// loops the compiler vectorizes. They exist for the dispatch they save, as the bf16 ones do.
+
+// x, residual, out: fp32 [T, D]; weight: fp32 [D]. As rg_add_rmsnorm.
+void rg_add_rmsnorm_f32(const float* x, float* residual, const float* weight, float* out,
+                        int64_t T, int64_t D, float eps, int threads) {
+#pragma omp parallel for num_threads(threads) if (T * D >= PAR_MIN)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * D;
+    float* o = out + t * D;
+    float* r = residual != nullptr ? residual + t * D : nullptr;
+    if (r != nullptr) {
+#pragma omp simd
+      for (int64_t i = 0; i < D; ++i) r[i] += xr[i];
+    }
+    const float* h = r != nullptr ? r : xr;
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < D; ++i) ss += h[i] * h[i];
+    const float inv = 1.f / std::sqrt(ss / float(D) + eps);
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) o[i] = weight[i] * (h[i] * inv);
+  }
+}
+
+// qkv: fp32 [T, (H + 2 KVH) * D] (row stride qkv_stride); cos, sin: fp32 [T, D]; pools fp32
+// [S, KVH, D]. As rg_rope_write_kv.
+void rg_rope_write_kv_f32(const float* qkv, int64_t qkv_stride, const float* cos, const float* sin,
+                          const int64_t* slots, float* q_out, float* k_pool, float* v_pool,
+                          int64_t slot_stride, int64_t head_stride, int64_t T, int64_t H, int64_t KVH,
+                          int64_t D, int threads) {
+  const int64_t half = D / 2;
+#pragma omp parallel for num_threads(threads) if (T * (H + 2 * KVH) * D >= PAR_MIN)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = qkv + t * qkv_stride;
+    const float* c = cos + t * D;
+    const float* s = sin + t * D;
+    for (int64_t h = 0; h < H + KVH; ++h) {
+      const float* x = row + h * D;
+      float* dst = h < H ? q_out + (t * H + h) * D : k_pool + slots[t] * slot_stride + (h - H) * head_stride;
+#pragma omp simd
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = x[i], x2 = x[i + half];
+        dst[i] = x1 * c[i] + (-x2) * s[i];
+        dst[i + half] = x2 * c[i + half] + x1 * s[i + half];
+      }
+    }
+    for (int64_t h = 0; h < KVH; ++h)
+      std::memcpy(v_pool + slots[t] * slot_stride + h * head_stride, row + (H + KVH + h) * D, D * sizeof(float));
+  }
+}
+
+// gate_up: fp32 [T, 2I]; out: fp32 [T, I] = silu(gate) * up, silu(x) = x / (1 + exp(-x)) as torch.
+void rg_silu_mul_f32(const float* gate_up, float* out, int64_t T, int64_t I, int threads) {
+#pragma omp parallel for num_threads(threads) if (T * I >= PAR_MIN)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* g = gate_up + t * 2 * I;
+    const float* u = g + I;
+    float* o = out + t * I;
+    for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+  }
+}
+
 }  // extern "C"

@@ -1,10 +1,12 @@
-"""Fused CPU versions of layer_ops for bf16 models (cpu_layer_ops.cpp, built into the same library
-as the attention kernel, see cpu.py). Same signatures as layer_ops; anything they do not cover
-(another dtype or device, odd strides, the library missing) goes to the torch reference.
+"""Fused CPU versions of layer_ops for bf16 and fp32 models (cpu_layer_ops.cpp, built into the same
+library as the attention kernel, see cpu.py). Same signatures as layer_ops; anything they do not
+cover (another dtype or device, mixed dtypes, odd strides, the library missing) goes to the torch
+reference.
 
 Why: in a decode step of a small model the element-wise ops cost more in dispatch than in
 arithmetic (RMSNorm alone is ~8 torch ops, 61 times a step). Profile at batch 4, one thread,
-before fusing: 73% linear layers, ~25% element-wise ops and their dtype conversions.
+before fusing: 73% linear layers, ~25% element-wise ops and their dtype conversions. fp32 (dtype
+auto on CPUs without AVX512-BF16 / AMX, and the quantized linears) has the same dispatch cost.
 """
 from __future__ import annotations
 
@@ -17,27 +19,32 @@ from .layer_ops import WriteKV
 _MAX_HIDDEN, _MAX_D = 4096, 512  # the kernel's per-row stack buffers
 
 
-def _ok(*tensors: torch.Tensor) -> bool:
-    """All bf16 on the CPU, and the library built. Runs ~120 times a decode step, so a plain loop
-    over cheap attributes (is_cpu, dtype identity) rather than all() over a generator."""
+_SUFFIX = {torch.bfloat16: "", torch.float32: "_f32"}  # dtype -> the C function's name suffix
+
+
+def _fn(name: str, *tensors: torch.Tensor):
+    """The library's `name` for the tensors' dtype (all bf16 or all fp32, on the CPU), or None.
+    Runs ~120 times a decode step, so a plain loop over cheap attributes (is_cpu, dtype identity)
+    rather than all() over a generator."""
+    dtype = tensors[0].dtype
     for t in tensors:
-        if not t.is_cpu or t.dtype is not torch.bfloat16:
-            return False
-    return load_library() is not None
+        if not t.is_cpu or t.dtype is not dtype:
+            return None
+    suffix, lib = _SUFFIX.get(dtype), load_library()
+    return None if suffix is None or lib is None else getattr(lib, name + suffix)
 
 
 def add_rmsnorm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """As layer_ops.add_rmsnorm; the residual is updated in place."""
     d = x.shape[-1]
-    if not (_ok(x, weight, x if residual is None else residual) and d <= _MAX_HIDDEN
-            and x.is_contiguous() and weight.is_contiguous()
+    fn = _fn("rg_add_rmsnorm", x, weight, x if residual is None else residual)
+    if not (fn is not None and d <= _MAX_HIDDEN and x.is_contiguous() and weight.is_contiguous()
             and (residual is None or residual.is_contiguous())):
         return layer_ops.add_rmsnorm(x, residual, weight, eps)
     out = torch.empty_like(x)
-    load_library().rg_add_rmsnorm(x.data_ptr(), 0 if residual is None else residual.data_ptr(),
-                                  weight.data_ptr(), out.data_ptr(), x.numel() // d, d, eps,
-                                  torch.get_num_threads())
+    fn(x.data_ptr(), 0 if residual is None else residual.data_ptr(), weight.data_ptr(), out.data_ptr(),
+       x.numel() // d, d, eps, torch.get_num_threads())
     return out, (x if residual is None else residual)
 
 
@@ -48,26 +55,27 @@ def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_poo
     rotary (cos narrower than a head) takes the torch path."""
     t, d = qkv.shape[0], cos.shape[-1]
     kvh = k_pool.shape[1]
-    if not (_ok(qkv, cos, sin, k_pool, v_pool) and d <= _MAX_D and d == k_pool.shape[-1] and qkv.stride(1) == 1
+    fn = _fn("rg_rope_write_kv", qkv, cos, sin, k_pool, v_pool)
+    if not (fn is not None and d <= _MAX_D and d == k_pool.shape[-1] and qkv.stride(1) == 1
             and qkv.shape[1] == (num_heads + 2 * kvh) * d
             and cos.is_contiguous() and sin.is_contiguous() and k_pool.stride() == v_pool.stride()
             and k_pool.stride(2) == 1 and out_slots.dtype == torch.int64 and out_slots.is_contiguous()):
         return layer_ops.rope_write_kv(qkv, cos, sin, k_pool, v_pool, out_slots, num_heads, write_kv)
     q = torch.empty(t, num_heads, d, dtype=qkv.dtype)
-    load_library().rg_rope_write_kv(qkv.data_ptr(), qkv.stride(0), cos.data_ptr(), sin.data_ptr(),
-                                    out_slots.data_ptr(), q.data_ptr(), k_pool.data_ptr(),
-                                    v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1), t,
-                                    num_heads, kvh, d, torch.get_num_threads())
+    fn(qkv.data_ptr(), qkv.stride(0), cos.data_ptr(), sin.data_ptr(), out_slots.data_ptr(), q.data_ptr(),
+       k_pool.data_ptr(), v_pool.data_ptr(), k_pool.stride(0), k_pool.stride(1), t, num_heads, kvh, d,
+       torch.get_num_threads())
     return q
 
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """As layer_ops.silu_mul."""
-    if not (_ok(gate_up) and gate_up.is_contiguous()):
+    fn = _fn("rg_silu_mul", gate_up)
+    if not (fn is not None and gate_up.is_contiguous()):
         return layer_ops.silu_mul(gate_up)
     t, i = gate_up.shape[0], gate_up.shape[1] // 2
     out = torch.empty(t, i, dtype=gate_up.dtype)
-    load_library().rg_silu_mul(gate_up.data_ptr(), out.data_ptr(), t, i, torch.get_num_threads())
+    fn(gate_up.data_ptr(), out.data_ptr(), t, i, torch.get_num_threads())
     return out
 
 

@@ -2,7 +2,8 @@
 
 Element-wise results must match the reference bit for bit, except where the reference's own float
 reduction order differs from the kernel's (RMSNorm's mean of squares, SiLU's exp): there at most a
-few elements may move by one bf16 ulp.
+few elements may move by one bf16 ulp. The fp32 versions agree with the reference to a few fp32
+ulps (the sum's order, fused multiply-adds, exp).
 """
 from __future__ import annotations
 
@@ -68,11 +69,42 @@ def test_silu_mul(t: int) -> None:
 
 
 def test_other_dtypes_take_the_reference() -> None:
-    x = torch.randn(3, 64)
-    w = torch.rand(64)
-    out, res = cpu_layer_ops.add_rmsnorm(x, None, w, 1e-6)
-    want, _ = layer_ops.add_rmsnorm(x, None, w, 1e-6)
-    assert torch.equal(out, want) and res is x
+    for x, w in ((torch.randn(3, 64, dtype=torch.float16), torch.rand(64, dtype=torch.float16)),
+                 (torch.randn(3, 64), torch.rand(64).to(BF16))):  # fp16; mixed fp32 / bf16
+        out, res = cpu_layer_ops.add_rmsnorm(x, None, w, 1e-6)
+        want, _ = layer_ops.add_rmsnorm(x, None, w, 1e-6)
+        assert torch.equal(out, want) and res is x
+
+
+FP32 = {"rtol": 2e-6, "atol": 1e-6}
+
+
+@pytest.mark.parametrize("t", [1, 7, 300])
+def test_fp32_ops_follow_the_reference(t: int) -> None:
+    """fp32 models (dtype auto on AVX2 / AVX-512 without BF16, the quantized linears) go through the
+    same fused ops in fp32 arithmetic."""
+    g = torch.Generator().manual_seed(t)
+    x, res, w = torch.randn(t, 576, generator=g) * 3, torch.randn(t, 576, generator=g), torch.rand(576, generator=g) + 0.5
+    want_out, want_res = layer_ops.add_rmsnorm(x, res.clone(), w, 1e-5)
+    got_out, got_res = cpu_layer_ops.add_rmsnorm(x, res.clone(), w, 1e-5)
+    torch.testing.assert_close(got_res, want_res, **FP32)
+    torch.testing.assert_close(got_out, want_out, **FP32)
+    torch.testing.assert_close(cpu_layer_ops.add_rmsnorm(x, None, w, 1e-5)[0], layer_ops.add_rmsnorm(x, None, w, 1e-5)[0], **FP32)
+    h, kvh, d = 9, 3, 64
+    qkv = torch.randn(t, (h + 2 * kvh) * d, generator=g)
+    ang = torch.rand(t, d // 2, generator=g) * 100
+    cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
+    slots = torch.randperm(4 * t, generator=g)[:t]
+    pools = [torch.full((4 * t, kvh, d), float("nan")) for _ in range(4)]
+    want_q = layer_ops.rope_write_kv(qkv, cos, sin, pools[0], pools[1], slots, h, reference.write_kv)
+    got_q = cpu_layer_ops.rope_write_kv(qkv, cos, sin, pools[2], pools[3], slots, h, reference.write_kv)
+    torch.testing.assert_close(got_q, want_q, **FP32)
+    torch.testing.assert_close(pools[2][slots], pools[0][slots], **FP32)
+    assert torch.equal(pools[3][slots], pools[1][slots])  # v is copied
+    assert int(pools[2].isnan().all(-1).all(-1).sum()) == 3 * t, "the kernel wrote outside the tokens' slots"
+    gate_up = torch.randn(t, 2 * 1536, generator=g) * 4
+    gate_up[0, :4] = torch.tensor([-200.0, 200.0, 0.0, -0.0])  # exp(-x) overflows to inf: silu -> -0
+    torch.testing.assert_close(cpu_layer_ops.silu_mul(gate_up), layer_ops.silu_mul(gate_up), **FP32)
 
 
 # 3072 outputs: 48 tiles a thread at two threads, so each walks several 16-tile blocks
