@@ -12,7 +12,26 @@ from .mask import row_ids
 EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
 
 
-class GrammarMatcher:
+class MatcherBase:
+    """What every per-request matcher (this module's, tag_matcher.TagMatcher) offers the engine
+    beside its own advance / rollback: a run of tokens accepted whole or not at all."""
+
+    def advance(self, token_id: int) -> bool:
+        raise NotImplementedError
+
+    def rollback(self, n: int) -> None:
+        raise NotImplementedError
+
+    def advance_tokens(self, token_ids: Sequence[int]) -> bool:
+        """Accept all of `token_ids` or none of them (jump-forward re-tokenized text)."""
+        for i, tid in enumerate(token_ids):
+            if not self.advance(tid):
+                self.rollback(i)
+                return False
+        return True
+
+
+class GrammarMatcher(MatcherBase):
     """State stack over a Grammar: advance, rollback, masks, forced text.
 
     The stack holds the automaton state after each accepted token (initial state first), so
@@ -93,14 +112,6 @@ class GrammarMatcher:
         if nxt is None:
             return False
         self._states.append(nxt)
-        return True
-
-    def advance_tokens(self, token_ids: Sequence[int]) -> bool:
-        """Accept all of `token_ids` or none of them (jump-forward re-tokenized text)."""
-        for i, tid in enumerate(token_ids):
-            if not self.advance(tid):
-                self.rollback(i)
-                return False
         return True
 
     def rollback(self, n: int) -> None:

@@ -8,13 +8,14 @@ count, so `rollback(n)` pops n positions and rolls the current sub-matcher back 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .grammar_base import Grammar
 from .mask import row_ids
+from .matcher import MatcherBase
 
 FREE, OPEN, CONTENT, END, DONE, EOS = "free", "open", "content", "end", "done", "eos"
 
@@ -49,7 +50,7 @@ def _set_bit(row: torch.Tensor, token_id: int, on: bool) -> torch.Tensor:
     return row
 
 
-class TagMatcher:
+class TagMatcher(MatcherBase):
     def __init__(self, grammar: Any) -> None:
         """grammar: a tag_grammar.TagGrammar (not imported: that module imports this one)."""
         self.grammar = grammar
@@ -185,13 +186,6 @@ class TagMatcher:
             return self._step(tid)
         finally:
             self._stack.pop()
-
-    def advance_tokens(self, token_ids: Sequence[int]) -> bool:
-        for i, tid in enumerate(token_ids):
-            if not self.advance(tid):
-                self.rollback(i)
-                return False
-        return True
 
     def rollback(self, n: int) -> None:
         if n < 0 or n > self.num_tokens:
