@@ -83,6 +83,9 @@ FP32 = {"rtol": 2e-6, "atol": 1e-6}
 def test_fp32_ops_follow_the_reference(t: int) -> None:
     """fp32 models (dtype auto on AVX2 / AVX-512 without BF16, the quantized linears) go through the
     same fused ops in fp32 arithmetic."""
+    # the fused path really runs (a missing dispatch would fall back to the reference and pass)
+    assert all(cpu_layer_ops._fn(n, torch.zeros(1)) is not None
+               for n in ("rg_add_rmsnorm", "rg_rope_write_kv", "rg_silu_mul"))
     g = torch.Generator().manual_seed(t)
     x, res, w = torch.randn(t, 576, generator=g) * 3, torch.randn(t, 576, generator=g), torch.rand(576, generator=g) + 0.5
     want_out, want_res = layer_ops.add_rmsnorm(x, res.clone(), w, 1e-5)
