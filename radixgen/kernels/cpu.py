@@ -31,9 +31,9 @@ write_kv = reference.write_kv
 
 _HERE = Path(__file__).parent
 # One library: attention here; fused layer ops and small-batch linears (cpu_layer_ops.py); logit ops;
-# block-quantized linears (cpu_quant.py).
+# block-quantized linears and the decoder stack over them (cpu_quant.py, cpu_quant_stack.py).
 _SOURCES = [_HERE / f"{name}.cpp" for name in
-            ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits", "cpu_quant")]
+            ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits", "cpu_quant", "cpu_quant_stack")]
 # Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
           "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
@@ -74,7 +74,7 @@ def _cpu_flags() -> str:
 def load_library() -> ctypes.CDLL | None:
     """Builds (once per source, compiler and CPU) and loads the kernel; None if that fails."""
     cxx = os.environ.get("CXX", "g++")
-    headers = [_HERE / "cpu_attention_avx512.h", _HERE / "cpu_vec512.h", _HERE / "cpu_scalar.h"]
+    headers = [_HERE / f"{name}.h" for name in ("cpu_attention_avx512", "cpu_vec512", "cpu_scalar", "cpu_ops")]
     sources = [p.read_bytes() for p in [*_SOURCES, *headers]]
     key = hashlib.sha256(b"\0".join([*sources, cxx.encode(), " ".join(_FLAGS).encode(),
                                      _cpu_flags().encode()])).hexdigest()[:16]

@@ -184,6 +184,10 @@ void tile(const uint8_t* qs, const uint16_t* d, const uint16_t* mn, const QuantX
     }
     for (int r = 0; r < NR; ++r) {
       const int64_t row = (n0 + r) * KB + b;
+      // The same block of the next tile's row (the next NR rows: the thread's next tile with a
+      // static schedule). The hardware prefetcher alone streamed SmolLM2's 30 layers at ~1 thread
+      // 5 GB/s; with this, ~9.5 (1.3-1.9x faster; 1 to 3 tiles ahead measured alike; AMD EPYC Zen 3).
+      _mm_prefetch(reinterpret_cast<const char*>(qs + (row + NR * KB) * QB), _MM_HINT_T0);
       const __m256i w = load_block<FMT>(qs + row * QB);
       const float dw = _cvtsh_ss(d[row]);
       const __m256i u = FMT == Q8_0 ? _mm256_sign_epi8(w, w) : w;  // |w| for Q8_0 ...

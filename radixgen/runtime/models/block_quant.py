@@ -14,6 +14,7 @@ does more per instruction than AVX2's u8 x s8 pair sums once the weights are no 
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from torch import nn
 
 from radixgen.kernels import cpu_quant
 from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequantize_rows
+from radixgen.kernels.cpu_quant_stack import QuantStack, StackLayer
 
 log = logging.getLogger("radixgen")
 # SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
@@ -142,3 +144,30 @@ def quantize_model(model: nn.Module, mode: str, blocks: dict[str, BlockWeight], 
         model.embed_tokens = BlockQuantEmbedding(blocks["model.embed_tokens.weight"])
         done[f"embedding {blocks['model.embed_tokens.weight'].fmt}"] = 1
     return [f"{n} linears {k}" if not k.startswith("embedding") else k for k, n in done.items()]
+
+
+def decode_stack(model: nn.Module) -> QuantStack | None:
+    """The model's decoder layers as one kernel call for forwards of up to QUANT_MAX_ROWS rows
+    (kernels/cpu_quant_stack.py), or None where that kernel does not cover the model: a linear left
+    float, GeLU, q/k norms, sliding windows, soft-capping, a family's own layer class.
+    RADIXGEN_NO_QUANT_STACK=1 turns it off (A/B runs, tests of the per-layer path)."""
+    from .layers import DecoderLayer
+    arch = model.arch
+    if (os.environ.get("RADIXGEN_NO_QUANT_STACK", "") not in ("", "0") or not cpu_quant.is_available()
+            or arch.hidden_act != "silu" or arch.qk_norm or arch.max_window or arch.attn_softcap
+            or len(model.rope_names) != 1):
+        return None
+    layers = []
+    for layer in model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        if type(layer) is not DecoderLayer or not all(isinstance(m, BlockQuantLinear) for m in linears):
+            return None
+        if any(m.bias is not None for m in linears[1:]):
+            return None
+        layers.append(StackLayer(layer.input_layernorm.weight.detach(), layer.post_attention_layernorm.weight.detach(),
+                                 attn.qkv_proj.weight_q, attn.qkv_proj.bias, attn.o_proj.weight_q,
+                                 mlp.gate_up_proj.weight_q, mlp.down_proj.weight_q))
+    first = model.layers[0].self_attn
+    return QuantStack(layers, model.norm.weight.detach(), model.norm.eps, first.h, first.kvh, first.d, first.scale,
+                      scalar=first.qkv_proj.scalar)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .arch import ModelArch, base_arch, refuse
+from .block_quant import QUANT_MAX_ROWS
 from .layers import DecoderLayer, ForwardContext, RMSNorm
 from .linear import Linear, can_prepack, padded_rows
 from .rotary import check_rope, rope_cos_sin
@@ -34,6 +35,7 @@ def llama_arch(config: Any) -> ModelArch:
 class LlamaForCausalLM(nn.Module):
     layer_class: type[nn.Module] = DecoderLayer
     per_layer_rope = False  # the config's rope settings are keyed by layer type (Gemma 3)
+    decode_stack = None  # QuantStack: every layer in one kernel call for small forwards (see prepack)
 
     def __init__(self, arch: ModelArch, hf_config: Any, max_pos: int):
         super().__init__()
@@ -69,7 +71,13 @@ class LlamaForCausalLM(nn.Module):
             rows = positions + ctx.rope_long.long() * (getattr(self, f"cos_{self.rope_names[0]}").shape[0] // 2)
         ctx.rope = {name: (getattr(self, f"cos_{name}")[rows], getattr(self, f"sin_{name}")[rows])
                     for name in self.rope_names}  # [T, R] each
-        h, residual = self.layers[0].input_layernorm(self.embed(input_ids), None, ctx)
+        x = self.embed(input_ids)  # [T, hidden]
+        stack = self.decode_stack
+        if stack is not None and input_ids.numel() <= QUANT_MAX_ROWS:
+            cos, sin = ctx.rope[self.rope_names[0]]
+            if stack.supports(ctx.backend, x, cos, ctx.k_pool, ctx.v_pool, ctx.meta):
+                return stack.run(x, cos, sin, ctx.k_pool, ctx.v_pool, ctx.meta)
+        h, residual = self.layers[0].input_layernorm(x, None, ctx)
         norms = [layer.input_layernorm for layer in self.layers[1:]] + [self.norm]
         for layer, next_norm in zip(self.layers, norms):
             h, residual = layer(h, residual, ctx, next_norm)
@@ -83,11 +91,15 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head(hidden)
 
     def prepack(self) -> None:
-        """Prepack every linear weight for oneDNN (bf16 on a CPU); a no-op elsewhere."""
+        """Prepack every linear weight for oneDNN (bf16 on a CPU); with every linear block-quantized,
+        build the one-call decoder stack over them (see block_quant.decode_stack)."""
         if can_prepack(self.embed_tokens.weight.device, self.embed_tokens.weight.dtype):
             for module in self.modules():
                 if isinstance(module, Linear):
                     module.pack()
+        if self.embed_tokens.weight.device.type == "cpu":
+            from .block_quant import decode_stack
+            self.decode_stack = decode_stack(self)
 
     def quantize(self, mode: str, blocks: dict | None = None) -> list[str]:
         """Swap the Linears for quantized ones; returns what was swapped, for the start-up log.

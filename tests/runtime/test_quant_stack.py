@@ -1,0 +1,78 @@
+"""The one-call quantized decoder stack (kernels/cpu_quant_stack.py) against the per-layer path it
+replaces. Both run the same kernels in the same order on the same buffers' values, so greedy tokens
+and their logprobs must agree bit for bit: any difference is a wrong pointer, stride or argument.
+Tiny random models through the real engine: paged KV, radix cache, batched requests, prefill in
+8-token chunks (so prefill extends with a cached prefix also take the stack), then decode."""
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import radixgen
+from radixgen.kernels import cpu_quant
+from radixgen.kernels.cpu_quant_stack import QuantStack
+
+pytestmark = pytest.mark.skipif(not cpu_quant.is_available(), reason="the CPU kernel library could not be built")
+
+COMMON = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+              initializer_range=0.3, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+CONFIGS = {"llama": lambda: transformers.LlamaConfig(**COMMON, tie_word_embeddings=True),
+           # q/k/v biases: the stack's bias pointer
+           "qwen2": lambda: transformers.Qwen2Config(**COMMON, tie_word_embeddings=False),
+           "gemma3_text": lambda: transformers.Gemma3TextConfig(**COMMON, head_dim=32, sliding_window=16)}
+
+
+def _save(name: str, path, bundled_dir: str) -> str:
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(CONFIGS[name](), dtype=torch.float32).save_pretrained(path)
+    AutoTokenizer.from_pretrained(bundled_dir).save_pretrained(path)
+    return str(path)
+
+
+def _prompts() -> list[list[int]]:
+    gen = torch.Generator().manual_seed(3)
+    ids = lambda n: torch.randint(100, 49000, (n,), generator=gen).tolist()  # noqa: E731
+    shared = ids(12)
+    return [ids(5), shared + ids(9), shared + ids(30)]
+
+
+def _run(eng: radixgen.Engine) -> list[tuple[list[int], list[float]]]:
+    eng.flush_cache()
+    outs = eng.generate(input_ids=_prompts(), return_logprob=True,
+                        sampling_params={"temperature": 0, "max_new_tokens": 12, "min_new_tokens": 12})
+    return [(o["output_ids"], [lp[0] for lp in o["meta_info"]["output_token_logprobs"]]) for o in outs]
+
+
+@pytest.mark.parametrize("family,mode", [("llama", "int4"), ("llama", "int8"), ("qwen2", "int4")])
+def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, tmp_path, bundled_dir) -> None:
+    model_dir = _save(family, tmp_path, bundled_dir)
+    with radixgen.Engine(model=model_dir, quantization=mode, dtype="float32", chunked_prefill_size=8,
+                         max_total_tokens=2000) as eng:
+        model = eng.core.runner.model
+        stack = model.decode_stack
+        assert isinstance(stack, QuantStack)
+        calls = []
+        run = stack.run
+        stack.run = lambda *args: calls.append(args[0].shape[0]) or run(*args)  # count, then the real call
+        with_stack = _run(eng)
+        model.decode_stack = None
+        per_layer = _run(eng)
+        eng.check()
+    assert 3 in calls and 8 in calls  # decode steps of the 3 requests and 8-token prefill chunks took it
+    assert with_stack == per_layer
+
+
+def test_stack_is_not_built_where_it_does_not_apply(tmp_path, bundled_dir, monkeypatch) -> None:
+    """Float linears, a family with GeLU / sliding windows / q-k norms, or the off switch: no stack."""
+    llama = _save("llama", tmp_path / "llama", bundled_dir)
+    gemma = _save("gemma3_text", tmp_path / "gemma", bundled_dir)
+    for model_dir, mode in ((llama, "none"), (gemma, "int4")):
+        with radixgen.Engine(model=model_dir, quantization=mode, dtype="float32", max_total_tokens=500) as eng:
+            assert eng.core.runner.model.decode_stack is None
+    monkeypatch.setenv("RADIXGEN_NO_QUANT_STACK", "1")
+    with radixgen.Engine(model=llama, quantization="int4", dtype="float32", max_total_tokens=500) as eng:
+        assert eng.core.runner.model.decode_stack is None
+        assert len(eng.generate(input_ids=[[5, 6, 7]], sampling_params={"max_new_tokens": 3})[0]["output_ids"]) > 0
