@@ -174,6 +174,7 @@ class ModelRunner:
                         "quantization": f"{self.config.quantization} -> {self.quantization}",
                         "linears": "; ".join(swapped) or "float",
                         "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-",
+                        "decode_stack": "one C++ call" if getattr(model, "decode_stack", None) else "per layer",
                         "tp": "1" if self.comm is None else f"rank {self.comm.rank} of {self.comm.size} (gloo)"}
         log.info("model loaded: %s", ", ".join(f"{k} {v}" for k, v in self.kernels.items()))
         return model

@@ -54,6 +54,7 @@ def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, tmp_path, bu
         model = eng.core.runner.model
         stack = model.decode_stack
         assert isinstance(stack, QuantStack)
+        assert eng.core.runner.kernels["decode_stack"] == "one C++ call"  # the start-up line says so
         calls = []
         run = stack.run
         stack.run = lambda *args: calls.append(args[0].shape[0]) or run(*args)  # count, then the real call
@@ -72,6 +73,7 @@ def test_stack_is_not_built_where_it_does_not_apply(tmp_path, bundled_dir, monke
     for model_dir, mode in ((llama, "none"), (gemma, "int4")):
         with radixgen.Engine(model=model_dir, quantization=mode, dtype="float32", max_total_tokens=500) as eng:
             assert eng.core.runner.model.decode_stack is None
+            assert eng.core.runner.kernels["decode_stack"] == "per layer"
     monkeypatch.setenv("RADIXGEN_NO_QUANT_STACK", "1")
     with radixgen.Engine(model=llama, quantization="int4", dtype="float32", max_total_tokens=500) as eng:
         assert eng.core.runner.model.decode_stack is None
