@@ -12,6 +12,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POLICIES = ("lpm", "fcfs")
 QUANTIZATIONS = ("none", "auto", "int8", "int4", "int8-dynamic")
 ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
+SAMPLING_DEFAULTS = ("model", "openai")
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,17 @@ class EngineConfig:
     grammar_json_finishing: bool = True  # JSON schemas: finishing defaults (16+16 digits, exponent 3, no undeclared keys; JsonOptions)
     skip_warmup: bool = False             # skip building the CPU matmul kernels of every batch shape at start
     max_queued_requests: int | None = None  # waiting requests beyond this are refused (503); None: no bound
+    # model: a request's unset temperature / top_p / top_k / min_p / repetition_penalty come from the
+    # model's generation_config.json (as SGLang's --sampling-defaults model, vLLM's --generation-config
+    # auto); openai: the API's own defaults (temperature 1, top_p 1, ...)
+    sampling_defaults: str = "model"
 
     def __post_init__(self) -> None:
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("quantization", self.quantization, QUANTIZATIONS)
         _check_choice("schedule_policy", self.schedule_policy, POLICIES)
         _check_choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
+        _check_choice("sampling_defaults", self.sampling_defaults, SAMPLING_DEFAULTS)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):

@@ -17,7 +17,7 @@ from .engine_core import EngineCore
 from .errors import EngineOverloadedError, EngineUnavailableError, RankFailedError
 from .outputs import make_output, single_or_raise
 from .request import Req
-from .request_builder import Prompt, build_reqs, logprob_args
+from .request_builder import Prompt, build_reqs, logprob_args, model_sampling_defaults
 
 log = logging.getLogger("radixgen")
 _DONE = object()
@@ -46,6 +46,9 @@ class Engine:
         self.core: EngineCore = core
         self.tokenizer = self.core.tokenizer
         self.model_path = str(self.core.runner.model_dir)
+        # the model's recommended sampling, for requests that leave it unset (sampling_defaults="model")
+        self.sampling_defaults = (model_sampling_defaults(self.core.runner.generation_config)
+                                  if self.config.sampling_defaults == "model" else {})
 
     # ---- the engine thread ----
     def _loop(self, started: Callable[[Any], None]) -> None:
@@ -169,7 +172,8 @@ class Engine:
                    rid: str | list[str] | None = None) -> tuple[list[Req], bool]:
         if self._stopped.is_set() or self._dead is not None:
             raise EngineUnavailableError(f"the engine is not running ({self._dead or 'shut down'})")
-        return build_reqs(self.tokenizer, prompt, input_ids, sampling_params, stream, sink, extra, rid, self._ids)
+        return build_reqs(self.tokenizer, prompt, input_ids, sampling_params, stream, sink, extra, rid, self._ids,
+                          self.sampling_defaults)
 
     def submit(self, reqs: list[Req]) -> None:
         """Queue built requests; raises the first validation error (then none of them runs)."""

@@ -7,18 +7,19 @@ import uuid
 from typing import Any, Callable
 
 from .request import Req, sample_rid
-from .sampling_params import SamplingParams
+from .sampling_params import MODEL_DEFAULTS, SamplingParams
 
 Prompt = str | list[str] | None
 
 
 def build_reqs(tokenizer: Any, prompt: Prompt, input_ids: Any, sampling_params: Any, stream: bool,
                sink: Callable[[Req], None], extra: dict[str, Any], rid: str | list[str] | None,
-               ids: "itertools.count[int]") -> tuple[list[Req], bool]:
+               ids: "itertools.count[int]", defaults: dict[str, Any] | None = None) -> tuple[list[Req], bool]:
     """-> (the requests, whether the call was one prompt with one sample). `prompt` (text) or
     `input_ids` (tokens), one or a list; `sampling_params` one for all or a list, each a
     SamplingParams, a dict or None; `extra` laid over every one of them; `rid` names the requests
-    (a sample j of n > 1 is `sample_rid(rid, j)`); `ids` numbers the unnamed ones uniquely."""
+    (a sample j of n > 1 is `sample_rid(rid, j)`); `ids` numbers the unnamed ones uniquely;
+    `defaults` fill the sampling fields a caller left unset (the model's, see model_sampling_defaults)."""
     if (prompt is None) == (input_ids is None):
         raise ValueError("give exactly one of prompt and input_ids")
     single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
@@ -37,7 +38,7 @@ def build_reqs(tokenizer: Any, prompt: Prompt, input_ids: Any, sampling_params: 
         raise ValueError(f"got {len(rids)} rids for {len(ids_list)} prompts")
     reqs = []
     for prompt_ids, sp, given in zip(ids_list, params, rids):
-        sp = SamplingParams.from_any(sp)
+        sp = SamplingParams.from_any(sp).with_defaults(defaults or {})
         if extra:
             sp = sp.replace(**extra)
         for j in range(sp.n):
@@ -60,3 +61,12 @@ def logprob_args(return_logprob: bool, logprob_start_len: int | None, top_logpro
     if top_logprobs_num:
         extra["top_logprobs_num"] = top_logprobs_num
     return extra
+
+
+def model_sampling_defaults(generation_config: Any) -> dict[str, Any]:
+    """The sampling a model's generation_config.json sets (the MODEL_DEFAULTS it names: transformers
+    leaves the others None), e.g. Qwen2.5-Instruct's temperature 0.7, top_p 0.8, top_k 20."""
+    if generation_config is None:
+        return {}
+    values = {name: getattr(generation_config, name, None) for name in MODEL_DEFAULTS}
+    return {name: value for name, value in values.items() if value is not None}

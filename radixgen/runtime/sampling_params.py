@@ -30,6 +30,8 @@ MAX_LOGIT_BIAS = 1024                           # entries per request; each valu
 GRAMMAR_KINDS = ("regex", "json_schema", "choices", "ebnf", "structural_tag")  # at most one per request
 SEED_RANGE = (-(2 ** 63), 2 ** 64)              # what torch.Generator.manual_seed takes
 GREEDY_TEMPERATURE = 1e-6                       # below it (SGLang: 1e-6 too) sampling is argmax
+# What a model's generation_config.json may set for requests that leave it unset (vLLM takes the same).
+MODEL_DEFAULTS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 @dataclass(init=False)
@@ -68,6 +70,7 @@ class SamplingParams:
         for name, f in names.items():
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             setattr(self, name, default)
+        self._given: frozenset[str] = frozenset()  # the fields the caller set (model defaults fill the rest)
         for key, value in kwargs.items():
             if key == "logprobs":  # vLLM: number of top logprobs per output token
                 if value is not None and value is not False:
@@ -86,6 +89,7 @@ class SamplingParams:
                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
             if value is not None or key in ("seed", *GRAMMAR_KINDS):
                 setattr(self, key, value)
+                self._given |= {key}
         self._normalize()
         self.validate()
 
@@ -100,7 +104,19 @@ class SamplingParams:
         raise ValueError(f"sampling_params must be a dict or SamplingParams, got {type(value).__name__}")
 
     def replace(self, **changes: Any) -> "SamplingParams":
-        return SamplingParams(**{**self.to_dict(), **changes})
+        new = SamplingParams(**{**self.to_dict(), **changes})
+        new._given = self._given | {ALIASES.get(k, k) for k in changes}
+        return new
+
+    def with_defaults(self, defaults: dict[str, Any]) -> "SamplingParams":
+        """These parameters with `defaults` (a model's, see MODEL_DEFAULTS) for the fields the caller
+        left unset: an explicit temperature=1.0 stays 1.0, an absent one takes the model's."""
+        unset = {k: v for k, v in defaults.items() if k not in self._given}
+        if not unset:
+            return self
+        new = SamplingParams(**{**self.to_dict(), **unset})
+        new._given = self._given
+        return new
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -194,3 +194,29 @@ def test_loop_ban_never_empties_a_row():
     reqs[0].loop_ban, reqs[1].loop_ban = 0, 1     # row 0: the grammar allows token 0 only
     apply_loop_bans(logits, reqs)
     assert logits[0, 0] == 0.0 and logits[1, 1] == float("-inf") and logits[1, 0] == 0.0
+
+
+def test_unset_fields_take_the_model_defaults_and_set_ones_win() -> None:
+    sp = SamplingParams(temperature=1.0, max_tokens=5)
+    filled = sp.with_defaults({"temperature": 0.6, "top_p": 0.9, "top_k": 20})
+    assert (filled.temperature, filled.top_p, filled.top_k, filled.max_new_tokens) == (1.0, 0.9, 20, 5)
+    assert filled.replace(seed=3).with_defaults({"temperature": 0.2}).temperature == 1.0  # replace keeps what was set
+    assert SamplingParams().with_defaults({"temperature": 0.6}).temperature == 0.6
+
+
+@pytest.mark.parametrize("defaults", ["model", "openai"])
+def test_generation_config_sampling_is_the_default(tiny_dir, tmp_path, defaults) -> None:
+    """A model whose generation_config.json asks for top_k 1 decodes greedily when a request sets no
+    sampling, as with SGLang's --sampling-defaults model and vLLM; "openai" ignores the file."""
+    import shutil
+
+    from transformers import GenerationConfig
+    model_dir = shutil.copytree(tiny_dir, tmp_path / "model")
+    GenerationConfig(eos_token_id=2, do_sample=True, top_k=1, temperature=0.7).save_pretrained(model_dir)
+    with radixgen.Engine(str(model_dir), dtype="float32", max_total_tokens=2000, sampling_defaults=defaults) as eng:
+        assert eng.sampling_defaults == ({"top_k": 1, "temperature": 0.7} if defaults == "model" else {})
+        greedy = _gen(eng, temperature=0, ignore_eos=True)["output_ids"]
+        unset = [_gen(eng, seed=s, ignore_eos=True)["output_ids"] for s in (1, 2)]
+        explicit = _gen(eng, seed=1, top_k=-1, ignore_eos=True)["output_ids"]  # a request's own value wins
+    assert (unset == [greedy, greedy]) == (defaults == "model")
+    assert explicit != greedy
