@@ -46,7 +46,7 @@ def _run(eng: radixgen.Engine) -> list[tuple[list[int], list[float]]]:
     return [(o["output_ids"], [lp[0] for lp in o["meta_info"]["output_token_logprobs"]]) for o in outs]
 
 
-@pytest.mark.parametrize("family,mode", [("llama", "int4"), ("llama", "int8"), ("qwen2", "int4")])
+@pytest.mark.parametrize("family,mode", [("llama", "int4"), ("qwen2", "int8")])
 def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, tmp_path, bundled_dir) -> None:
     model_dir = _save(family, tmp_path, bundled_dir)
     with radixgen.Engine(model=model_dir, quantization=mode, dtype="float32", chunked_prefill_size=8,
