@@ -3,6 +3,7 @@ it through a queue, so sync, streaming and async callers (and the HTTP server) s
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import queue
@@ -61,6 +62,11 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - handed to the constructor, which raises it
             started(exc)
             return
+        # Everything loaded so far (torch, transformers, the tokenizer: millions of objects) lives as
+        # long as the engine: out of the collector's sight, its full collections stop walking it
+        # (they were ~6% of a batch-1 decode step; SGLang freezes likewise).
+        gc.collect()
+        gc.freeze()
         started(self.core)
         try:
             self._run()
@@ -333,6 +339,7 @@ class Engine:
         finally:
             self._stopped.set()
             self._thread.join(timeout=10)
+            gc.unfreeze()  # let exit-time collection free what the engine froze (nanobind checks)
 
     def __enter__(self) -> "Engine":
         return self
@@ -347,3 +354,4 @@ def _stop_thread(stopped: threading.Event, thread: threading.Thread) -> None:
     stopped.set()
     if thread.is_alive() and thread is not threading.current_thread():
         thread.join(timeout=10)
+    gc.unfreeze()
