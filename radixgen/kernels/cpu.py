@@ -117,6 +117,8 @@ def load_library() -> ctypes.CDLL | None:
     for name in ("rg_add_rmsnorm", "rg_rope_write_kv", "rg_silu_mul"):  # the fp32 versions: same arguments
         getattr(lib, name + "_f32").restype = None
         getattr(lib, name + "_f32").argtypes = getattr(lib, name).argtypes
+    lib.rg_rope_write_kv_f32_bf16kv.restype = None  # fp32 model, bf16 KV pools
+    lib.rg_rope_write_kv_f32_bf16kv.argtypes = lib.rg_rope_write_kv.argtypes
     return lib
 
 
@@ -200,6 +202,8 @@ def _sdpa_extend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
         qp = q.new_zeros(b, meta.max_extend, *q.shape[1:])
         qp[b_idx, i_idx] = q
     k, v = _gather_kv(k_pool, v_pool, meta)
+    if k.dtype != q.dtype:  # a bf16 KV pool under an fp32 model
+        k, v = k.to(q.dtype), v.to(q.dtype)
     if int(meta.prefix_lens.max()) == 0 and meta.window == 0:
         # No prefix: query i sees keys <= i, SDPA's own (top-left) causal mask; padded keys are zero
         # and seen only by padded queries, which are dropped.

@@ -34,6 +34,40 @@ inline float silu(float x) {
 // Work below this many elements runs on the calling thread: waking the team costs more.
 constexpr int64_t PAR_MIN = 1 << 15;
 
+inline void store_row(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+inline void store_row(uint16_t* dst, const float* src, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = f2bf(src[i]);
+}
+
+// fp32 rotary + KV write into pools of P (float, or uint16_t for bf16): rg_rope_write_kv_f32*.
+template <typename P>
+void rope_write_kv_f32(const float* qkv, int64_t qkv_stride, const float* cos, const float* sin,
+                       const int64_t* slots, float* q_out, P* k_pool, P* v_pool, int64_t slot_stride,
+                       int64_t head_stride, int64_t T, int64_t H, int64_t KVH, int64_t D, int threads) {
+  const int64_t half = D / 2;
+#pragma omp parallel for num_threads(threads) if (T * (H + 2 * KVH) * D >= PAR_MIN)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = qkv + t * qkv_stride;
+    const float* c = cos + t * D;
+    const float* s = sin + t * D;
+    float rotated[512];  // D <= 512 checked by the caller
+    for (int64_t h = 0; h < H + KVH; ++h) {
+      const float* x = row + h * D;
+      float* dst = h < H ? q_out + (t * H + h) * D : rotated;
+#pragma omp simd
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = x[i], x2 = x[i + half];
+        dst[i] = x1 * c[i] + (-x2) * s[i];
+        dst[i + half] = x2 * c[i + half] + x1 * s[i + half];
+      }
+      if (h >= H) store_row(k_pool + slots[t] * slot_stride + (h - H) * head_stride, rotated, D);
+    }
+    for (int64_t h = 0; h < KVH; ++h)
+      store_row(v_pool + slots[t] * slot_stride + h * head_stride, row + (H + KVH + h) * D, D);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -199,25 +233,18 @@ void rg_rope_write_kv_f32(const float* qkv, int64_t qkv_stride, const float* cos
                           const int64_t* slots, float* q_out, float* k_pool, float* v_pool,
                           int64_t slot_stride, int64_t head_stride, int64_t T, int64_t H, int64_t KVH,
                           int64_t D, int threads) {
-  const int64_t half = D / 2;
-#pragma omp parallel for num_threads(threads) if (T * (H + 2 * KVH) * D >= PAR_MIN)
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = qkv + t * qkv_stride;
-    const float* c = cos + t * D;
-    const float* s = sin + t * D;
-    for (int64_t h = 0; h < H + KVH; ++h) {
-      const float* x = row + h * D;
-      float* dst = h < H ? q_out + (t * H + h) * D : k_pool + slots[t] * slot_stride + (h - H) * head_stride;
-#pragma omp simd
-      for (int64_t i = 0; i < half; ++i) {
-        const float x1 = x[i], x2 = x[i + half];
-        dst[i] = x1 * c[i] + (-x2) * s[i];
-        dst[i + half] = x2 * c[i + half] + x1 * s[i + half];
-      }
-    }
-    for (int64_t h = 0; h < KVH; ++h)
-      std::memcpy(v_pool + slots[t] * slot_stride + h * head_stride, row + (H + KVH + h) * D, D * sizeof(float));
-  }
+  rope_write_kv_f32(qkv, qkv_stride, cos, sin, slots, q_out, k_pool, v_pool, slot_stride, head_stride, T, H,
+                    KVH, D, threads);
+}
+
+// The same with bf16 pools under an fp32 model (kv_cache_dtype bfloat16): K and V rounded to bf16
+// as they are stored, q left fp32.
+void rg_rope_write_kv_f32_bf16kv(const float* qkv, int64_t qkv_stride, const float* cos, const float* sin,
+                                 const int64_t* slots, float* q_out, uint16_t* k_pool, uint16_t* v_pool,
+                                 int64_t slot_stride, int64_t head_stride, int64_t T, int64_t H, int64_t KVH,
+                                 int64_t D, int threads) {
+  rope_write_kv_f32(qkv, qkv_stride, cos, sin, slots, q_out, k_pool, v_pool, slot_stride, head_stride, T, H,
+                    KVH, D, threads);
 }
 
 // gate_up: fp32 [T, 2I]; out: fp32 [T, I] = silu(gate) * up, silu(x) = x / (1 + exp(-x)) as torch.

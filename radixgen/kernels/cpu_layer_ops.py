@@ -56,6 +56,9 @@ def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_poo
     t, d = qkv.shape[0], cos.shape[-1]
     kvh = k_pool.shape[1]
     fn = _fn("rg_rope_write_kv", qkv, cos, sin, k_pool, v_pool)
+    if (fn is None and qkv.dtype is torch.float32 and k_pool.dtype is torch.bfloat16
+            and _fn("rg_rope_write_kv", qkv, cos, sin) is not None and _fn("rg_rope_write_kv", k_pool, v_pool)):
+        fn = load_library().rg_rope_write_kv_f32_bf16kv  # fp32 model, bf16 KV pools
     if not (fn is not None and d <= _MAX_D and d == k_pool.shape[-1] and qkv.stride(1) == 1
             and qkv.shape[1] == (num_heads + 2 * kvh) * d
             and cos.is_contiguous() and sin.is_contiguous() and k_pool.stride() == v_pool.stride()

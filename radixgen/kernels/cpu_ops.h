@@ -19,6 +19,10 @@ void rg_rope_write_kv_f32(const float* qkv, int64_t qkv_stride, const float* cos
                           const int64_t* slots, float* q_out, float* k_pool, float* v_pool,
                           int64_t slot_stride, int64_t head_stride, int64_t T, int64_t H, int64_t KVH,
                           int64_t D, int threads);
+void rg_rope_write_kv_f32_bf16kv(const float* qkv, int64_t qkv_stride, const float* cos, const float* sin,
+                                 const int64_t* slots, float* q_out, uint16_t* k_pool, uint16_t* v_pool,
+                                 int64_t slot_stride, int64_t head_stride, int64_t T, int64_t H, int64_t KVH,
+                                 int64_t D, int threads);
 void rg_silu_mul_f32(const float* gate_up, float* out, int64_t T, int64_t I, int threads);
 
 // cpu_quant.cpp

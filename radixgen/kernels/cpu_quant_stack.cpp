@@ -55,12 +55,13 @@ extern "C" {
 // table: int64 [n_layers, LAYER_WORDS] (see above). x: fp32 [T, hidden], the embeddings; it is
 // used as the residual stream and overwritten. out: fp32 [T, hidden], final_norm(stream after the
 // last layer). cos, sin: fp32 [T, D] rows of the rotary tables; slots: int64 [T] KV slots of the
-// new tokens. Pools fp32 [L, S, KVH, D] with element strides (layer, slot, head); the attention
+// new tokens. Pools [L, S, KVH, D], fp32 (pool_dtype 0) or bf16 (1), with element strides
+// (layer, slot, head); the attention
 // arguments are rg_attention's. Returns 0, or rg_attention's 1 (shapes past its limits, checked
 // by the caller first).
 int rg_quant_stack(const int64_t* table, int64_t n_layers, float* x, float* out, const float* final_norm,
-                   float eps, const float* cos, const float* sin, const int64_t* slots, float* k_pool,
-                   float* v_pool, int64_t layer_stride, int64_t slot_stride, int64_t head_stride,
+                   float eps, const float* cos, const float* sin, const int64_t* slots, int pool_dtype,
+                   void* k_pool, void* v_pool, int64_t layer_stride, int64_t slot_stride, int64_t head_stride,
                    const int32_t* req_to_slot, int64_t table_stride, const int64_t* req_rows,
                    const int64_t* prefix_lens, const int64_t* extend_lens, int64_t batch, int64_t max_seq,
                    int64_t T, int64_t hidden, int64_t inter, int64_t H, int64_t KVH, int64_t D,
@@ -77,13 +78,18 @@ int rg_quant_stack(const int64_t* table, int64_t n_layers, float* x, float* out,
     const float* post_norm = reinterpret_cast<const float*>(row[1]);
     const QLinear qkv_l = read_linear(row + 2), o_l = read_linear(row + 2 + LINEAR_WORDS),
                   gate_up_l = read_linear(row + 2 + 2 * LINEAR_WORDS), down_l = read_linear(row + 2 + 3 * LINEAR_WORDS);
-    float* k = k_pool + l * layer_stride;
-    float* v = v_pool + l * layer_stride;
+    const int64_t offset = l * layer_stride * (pool_dtype == 0 ? 4 : 2);  // bytes
+    void* k = static_cast<char*>(k_pool) + offset;
+    void* v = static_cast<char*>(v_pool) + offset;
 
     linear(qkv_l, h.data(), qkv.data(), T, scalar, threads);                       // [T, (H + 2 KVH) D]
-    rg_rope_write_kv_f32(qkv.data(), qkv_n, cos, sin, slots, q.data(), k, v, slot_stride, head_stride,
-                         T, H, KVH, D, threads);                                    // q [T, H, D]
-    const int rc = rg_attention(0, q.data(), attn.data(), part, k, v, slot_stride, head_stride, req_to_slot,
+    if (pool_dtype == 0)                                                            // q [T, H, D]
+      rg_rope_write_kv_f32(qkv.data(), qkv_n, cos, sin, slots, q.data(), static_cast<float*>(k),
+                           static_cast<float*>(v), slot_stride, head_stride, T, H, KVH, D, threads);
+    else
+      rg_rope_write_kv_f32_bf16kv(qkv.data(), qkv_n, cos, sin, slots, q.data(), static_cast<uint16_t*>(k),
+                                  static_cast<uint16_t*>(v), slot_stride, head_stride, T, H, KVH, D, threads);
+    const int rc = rg_attention(pool_dtype, q.data(), attn.data(), part, k, v, slot_stride, head_stride, req_to_slot,
                                 table_stride, req_rows, prefix_lens, extend_lens, batch, H, KVH, D,
                                 sm_scale, 0, 0.f, splits, 0, threads);              // [T, H, D]
     if (rc != 0) return rc;

@@ -24,6 +24,7 @@ from .meta import AttnMeta
 
 _i64, _int, _ptr, _f32 = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
 _MAX_D, _MAX_GROUP = 256, 64  # the attention kernel's limits (head dim, query heads per kv head)
+_POOL_DTYPES = {torch.float32: 0, torch.bfloat16: 1}  # KV pools the kernel takes (bf16: kv_cache_dtype)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _lib() -> ctypes.CDLL | None:
     if lib is None:
         return None
     lib.rg_quant_stack.restype = _int
-    lib.rg_quant_stack.argtypes = [_ptr, _i64, _ptr, _ptr, _ptr, _f32, _ptr, _ptr, _ptr, _ptr, _ptr,
+    lib.rg_quant_stack.argtypes = [_ptr, _i64, _ptr, _ptr, _ptr, _f32, _ptr, _ptr, _ptr, _int, _ptr, _ptr,
                                    _i64, _i64, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _i64, _i64,
                                    _i64, _i64, _i64, _i64, _i64, _i64, _f32, _int, _int]
     return lib
@@ -79,15 +80,15 @@ class QuantStack:
         """Whether `run` can take this forward (else the caller runs the layers one by one): the
         C++ attention backend is the one chosen, and the shapes are within its limits."""
         return (backend is cpu and _lib() is not None and x.dtype is torch.float32 and x.is_cpu and cos.shape[-1] == self.d
-                and cos.dtype is torch.float32 and k_pool.dtype is torch.float32 and k_pool.is_cpu
-                and k_pool.stride() == v_pool.stride() and k_pool.stride(3) == 1 and k_pool.shape[2] == self.kvh
+                and cos.dtype is torch.float32 and k_pool.dtype in _POOL_DTYPES and k_pool.is_cpu
+                and v_pool.dtype is k_pool.dtype and k_pool.stride() == v_pool.stride() and k_pool.stride(3) == 1 and k_pool.shape[2] == self.kvh
                 and self.d <= _MAX_D and self.h // self.kvh <= _MAX_GROUP and meta.window == 0
                 and meta.softcap == 0.0 and meta.out_slots.dtype is torch.int64)
 
     def run(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_pool: torch.Tensor,
             v_pool: torch.Tensor, meta: AttnMeta) -> torch.Tensor:
         """x: fp32 [T, hidden] embeddings; cos, sin: fp32 [T, D] rows of this forward's positions;
-        pools fp32 [L, S, KVH, D]. Writes the new tokens' K/V; returns the final normed hidden
+        pools fp32 or bf16 [L, S, KVH, D]. Writes the new tokens' K/V; returns the final normed hidden
         states, fp32 [T, hidden]."""
         t = x.shape[0]
         stream = x.contiguous().clone()  # the residual stream, overwritten by the kernel
@@ -96,7 +97,8 @@ class QuantStack:
         table, rows, prefix, extend = meta.c_args
         rc = _lib().rg_quant_stack(
             self.table.data_ptr(), len(self.layers), stream.data_ptr(), out.data_ptr(), self.final_norm.data_ptr(),
-            self.eps, cos.data_ptr(), sin.data_ptr(), slots.data_ptr(), k_pool.data_ptr(), v_pool.data_ptr(),
+            self.eps, cos.data_ptr(), sin.data_ptr(), slots.data_ptr(), _POOL_DTYPES[k_pool.dtype],
+            k_pool.data_ptr(), v_pool.data_ptr(),
             k_pool.stride(0), k_pool.stride(1), k_pool.stride(2), table.data_ptr(), table.stride(0),
             rows.data_ptr(), prefix.data_ptr(), extend.data_ptr(), rows.numel(), meta.max_seq, t, self.hidden,
             self.inter, self.h, self.kvh, self.d, self.sm_scale, int(self.scalar), torch.get_num_threads())

@@ -42,8 +42,9 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttnMeta,
 
 def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,
                      meta: AttnMeta, sm_scale: float) -> torch.Tensor:
-    """q: [B, H, D], one token per request, whose K/V are already in the pool -> [B, H, D]."""
-    k, v = _gather_kv(k_pool, meta), _gather_kv(v_pool, meta)
+    """q: [B, H, D], one token per request, whose K/V are already in the pool -> [B, H, D]. A pool
+    of another dtype than q (bf16 KV under an fp32 model) is read as q's."""
+    k, v = _gather_kv(k_pool, meta).to(q.dtype), _gather_kv(v_pool, meta).to(q.dtype)
     return _attend(q.unsqueeze(2), k, v, meta, sm_scale).squeeze(2)
 
 
@@ -54,7 +55,7 @@ def extend_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     b_idx, i_idx = meta.token_pos
     qp = q.new_zeros(meta.batch_size, meta.max_extend, *q.shape[1:])  # [B, Q, H, D]
     qp[b_idx, i_idx] = q
-    k, v = _gather_kv(k_pool, meta), _gather_kv(v_pool, meta)
+    k, v = _gather_kv(k_pool, meta).to(q.dtype), _gather_kv(v_pool, meta).to(q.dtype)
     out = _attend(qp.transpose(1, 2), k, v, meta, sm_scale)  # [B, H, Q, D]
     return out.transpose(1, 2)[b_idx, i_idx]
 

@@ -13,6 +13,7 @@ POLICIES = ("lpm", "fcfs")
 QUANTIZATIONS = ("none", "auto", "int8", "int4", "int8-dynamic")
 ATTENTION_BACKENDS = ("auto", "reference", "cpu", "triton")
 SAMPLING_DEFAULTS = ("model", "openai")
+KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class EngineConfig:
     model: str | None = None              # HF dir, .gguf file, or None for the bundled SmolLM2-135M-Instruct
     dtype: str = "auto"                   # auto: bf16 where the CPU has AMX/AVX512-BF16 or on CUDA, else fp32
     quantization: str = "none"            # none | auto (a GGUF's own blocks) | int8 | int4 | int8-dynamic (models/block_quant.py)
+    kv_cache_dtype: str = "auto"          # auto: bf16 under our block-quantized linears on the CPU (as llama.cpp keeps f16), else the model dtype
     device: str = "auto"                  # auto: cuda if available, else cpu
     page_size: int = 1                    # KV slots per page
     max_total_tokens: int | None = None   # KV pool size in tokens; None: mem_fraction_static of free memory
@@ -52,6 +54,10 @@ class EngineConfig:
         _check_choice("schedule_policy", self.schedule_policy, POLICIES)
         _check_choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
         _check_choice("sampling_defaults", self.sampling_defaults, SAMPLING_DEFAULTS)
+        _check_choice("kv_cache_dtype", self.kv_cache_dtype, KV_CACHE_DTYPES)
+        if self.kv_cache_dtype != "auto" and self.device.startswith("cuda"):
+            raise ValueError("kv_cache_dtype other than 'auto' is built for the CPU kernels only; "
+                             "on CUDA the KV cache takes the model dtype")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):

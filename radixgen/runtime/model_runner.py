@@ -70,6 +70,16 @@ def pick_quantization(name: str, device: torch.device, dtype: torch.dtype) -> st
     return name
 
 
+def pick_kv_dtype(name: str, dtype: torch.dtype, quantization: str) -> torch.dtype:
+    """The KV pool's dtype. auto: bf16 under our block-quantized linears on an fp32 CPU model, whose
+    decode then reads half the cache bytes (after 1,000 tokens fp32 K/V were 46 MB a token beside
+    the 96 MB of weight blocks; llama.cpp keeps f16); the model dtype everywhere else. The attention
+    kernels read bf16 rows into fp32, so only the stored K/V are rounded."""
+    if name == "auto":
+        return torch.bfloat16 if quantization.startswith("block:") and dtype == torch.float32 else dtype
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
 def available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -96,6 +106,7 @@ class ModelRunner:
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
         self.quantization = pick_quantization(config.quantization, self.device, self.dtype)
+        self.kv_dtype = pick_kv_dtype(config.kv_cache_dtype, self.dtype, self.quantization)
         if config.tp_size > 1 and self.device.type != "cpu":
             raise ValueError(f"tp_size > 1 runs on the CPU (gloo) only; NCCL on {self.device} is not built: "
                              "pass device='cpu' or tp_size=1")
@@ -135,7 +146,7 @@ class ModelRunner:
         """This rank's model shard and KV pool (its own KV heads), warmed up; then wait for the others."""
         self.model = self._load_model()
         kv_heads = self.arch.num_kv_heads // config.tp_size
-        self.pool = KVPool(self.arch.num_layers, self.num_slots, kv_heads, self.arch.head_dim, self.dtype, self.device)
+        self.pool = KVPool(self.arch.num_layers, self.num_slots, kv_heads, self.arch.head_dim, self.kv_dtype, self.device)
         self.backend = get_backend(self.device, config.attention_backend)
         self.ops = get_layer_ops(self.backend)
         if not config.skip_warmup:
@@ -171,6 +182,7 @@ class ModelRunner:
         model.prepack()
         self.kernels = {"cpu": cpu_quant.cpu_kind() if self.device.type == "cpu" else str(self.device),
                         "dtype": str(self.dtype).removeprefix("torch."),
+                        "kv_cache": str(self.kv_dtype).removeprefix("torch."),
                         "quantization": f"{self.config.quantization} -> {self.quantization}",
                         "linears": "; ".join(swapped) or "float",
                         "quant_kernel": cpu_quant.kernel_path() if self.quantization.startswith("block:") else "-",
@@ -184,7 +196,7 @@ class ModelRunner:
         # with tp_size ranks on one host, each holds 1 / tp_size of the KV heads and takes that share
         # of the memory fraction: the same token count as one rank with the whole pool
         per_token = KVPool.bytes_per_token(self.arch.num_layers, self.arch.num_kv_heads // c.tp_size,
-                                           self.arch.head_dim, self.dtype)
+                                           self.arch.head_dim, self.kv_dtype)
         fraction = c.mem_fraction_static / c.tp_size
         slots = c.max_total_tokens or int(available_memory(self.device) * fraction // per_token)
         slots = min(slots, c.max_running_requests * self.context_length)

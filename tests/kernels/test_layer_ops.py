@@ -162,3 +162,25 @@ def test_argmax_is_the_first_maximum(dtype: torch.dtype) -> None:
     x4 = x[4:, :37]                      # a short row, strided
     assert cpu.argmax(x).tolist() == x.max(dim=-1).indices.tolist() == [17, 0, 996, 3, int(x[4].argmax())]
     assert torch.equal(cpu.argmax(x4), x4.max(dim=-1).indices)
+
+
+@pytest.mark.parametrize("t", [1, 300])
+def test_fp32_rope_into_bf16_pools_rounds_as_torch(t: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kv_cache_dtype bfloat16 under an fp32 model: q stays fp32, K/V are rounded to bf16 as they are
+    stored, exactly as the reference's cast (round to nearest even)."""
+    g = torch.Generator().manual_seed(t)
+    h, kvh, d = 9, 3, 64
+    qkv = torch.randn(t, (h + 2 * kvh) * d, generator=g)
+    ang = torch.rand(t, d // 2, generator=g) * 100
+    cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
+    slots = torch.randperm(4 * t, generator=g)[:t]
+    pools = [torch.full((4 * t, kvh, d), float("nan"), dtype=torch.bfloat16) for _ in range(4)]
+    want_q = layer_ops.rope_write_kv(qkv, cos, sin, pools[0], pools[1], slots, h, reference.write_kv)
+    monkeypatch.setattr(layer_ops, "rope_write_kv", None)  # the fused kernel must take it, not the reference
+    got_q = cpu_layer_ops.rope_write_kv(qkv, cos, sin, pools[2], pools[3], slots, h, reference.write_kv)
+    assert got_q.dtype == torch.float32
+    torch.testing.assert_close(got_q, want_q, **FP32)
+    # the rotated k may differ from the reference's in its last fp32 bit, so at most one bf16 step
+    torch.testing.assert_close(pools[2][slots].float(), pools[0][slots].float(), rtol=2 ** -7, atol=1e-6)
+    assert torch.equal(pools[3][slots], pools[1][slots])  # v: the same fp32 values, rounded alike
+    assert int(pools[2].isnan().all(-1).all(-1).sum()) == 3 * t, "the kernel wrote outside the tokens' slots"

@@ -46,12 +46,13 @@ def _run(eng: radixgen.Engine) -> list[tuple[list[int], list[float]]]:
     return [(o["output_ids"], [lp[0] for lp in o["meta_info"]["output_token_logprobs"]]) for o in outs]
 
 
-@pytest.mark.parametrize("family,mode", [("llama", "int4"), ("qwen2", "int8")])
-def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, tmp_path, bundled_dir) -> None:
+@pytest.mark.parametrize("family,mode,kv", [("llama", "int4", "auto"), ("qwen2", "int8", "float32")])
+def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, kv, tmp_path, bundled_dir) -> None:
     model_dir = _save(family, tmp_path, bundled_dir)
     with radixgen.Engine(model=model_dir, quantization=mode, dtype="float32", chunked_prefill_size=8,
-                         max_total_tokens=2000) as eng:
+                         max_total_tokens=2000, kv_cache_dtype=kv) as eng:
         model = eng.core.runner.model
+        assert eng.core.runner.pool.k.dtype == (torch.bfloat16 if kv == "auto" else torch.float32)
         stack = model.decode_stack
         assert isinstance(stack, QuantStack)
         assert eng.core.runner.kernels["decode_stack"] == "one C++ call"  # the start-up line says so
@@ -78,3 +79,23 @@ def test_stack_is_not_built_where_it_does_not_apply(tmp_path, bundled_dir, monke
     with radixgen.Engine(model=llama, quantization="int4", dtype="float32", max_total_tokens=500) as eng:
         assert eng.core.runner.model.decode_stack is None
         assert len(eng.generate(input_ids=[[5, 6, 7]], sampling_params={"max_new_tokens": 3})[0]["output_ids"]) > 0
+
+
+def test_kv_cache_dtype_bf16_under_an_fp32_model_stays_close(tmp_path, bundled_dir) -> None:
+    """kv_cache_dtype: auto is bf16 under block-quantized linears and the model dtype otherwise; an
+    explicit bf16 cache under a float model runs every attention path (the streaming kernel, SDPA
+    for long prefills, the torch reference) and its logprobs stay within bf16 rounding of fp32's."""
+    model_dir = _save("llama", tmp_path, bundled_dir)
+    ids = [_prompts()[2] + list(range(300, 340))]  # 82 tokens: one prefill long enough for SDPA
+    params = {"temperature": 0, "max_new_tokens": 6, "min_new_tokens": 6}
+    logprobs = {}
+    for kv, backend in (("auto", "cpu"), ("bfloat16", "cpu"), ("bfloat16", "reference")):
+        with radixgen.Engine(model=model_dir, dtype="float32", max_total_tokens=1000, kv_cache_dtype=kv,
+                             attention_backend=backend) as eng:
+            assert eng.core.runner.kernels["kv_cache"] == ("float32" if kv == "auto" else "bfloat16")
+            out = eng.generate(input_ids=ids, sampling_params=params, return_logprob=True, logprob_start_len=0)[0]
+            logprobs[kv, backend] = torch.tensor([lp[0] for lp in out["meta_info"]["input_token_logprobs"][1:]])
+    for key in (("bfloat16", "cpu"), ("bfloat16", "reference")):
+        torch.testing.assert_close(logprobs[key], logprobs["auto", "cpu"], rtol=0.02, atol=0.05)
+    with pytest.raises(ValueError, match="kv_cache_dtype"):
+        radixgen.Engine(model=model_dir, kv_cache_dtype="float16")
