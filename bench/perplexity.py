@@ -108,7 +108,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         return "".join([f" {p:.3f} |"] + [f" {p / ref[b]:.4f} |" if b in ref else " - |" for b in ("bf16", "fp32")])
     for r in rows:
         lines.append(f"| {r['mode']} |" + cells(r["ppl"]) + (cells(r.get("ppl_small_chunk")) if chunk else ""))
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n\nvs bf16 / vs fp32: to the float models' one-chunk figures (fp32's does not depend"
+                               " on the chunk; bf16's rounding does)")
 
 
 def main() -> None:
