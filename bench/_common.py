@@ -2,6 +2,7 @@
 system or mode per fresh child process (so its resident memory is its own)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -37,3 +38,11 @@ def run_child(script: str, args: list[str]) -> dict:
         raise RuntimeError(f"{Path(script).name} {' '.join(args)} failed (exit {proc.returncode}):\n"
                            + proc.stderr[-3000:])
     return json.loads(rows[-1])
+
+
+def installed(systems: list[str]) -> list[str]:
+    """systems less llama.cpp where llama-cpp-python (the bench extra) is not installed, saying so."""
+    if "llama.cpp" in systems and importlib.util.find_spec("llama_cpp") is None:
+        print("llama-cpp-python is not installed (pip install -e '.[bench]'): no llama.cpp row", flush=True)
+        return [s for s in systems if s != "llama.cpp"]
+    return systems

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from _common import RESULTS, emit_row, run_child, text_ids  # bench/, beside this script
+from _common import RESULTS, emit_row, installed, run_child, text_ids  # bench/, beside this script
 from quant import cpu_kind, rss_mb
 
 SHORT = 32  # prompt ids of the short batch-1 case and of each batched request
@@ -227,8 +227,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 16 tokens, batches 1 and 8, a 200-id long prompt")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child: one system, its row as JSON
     args = ap.parse_args()
-    if args.quick:
-        args.tokens, args.batches, args.long = 16, "1,8", 200
+    for name, small in (("tokens", 16), ("batches", "1,8"), ("long", 200)) if args.quick else ():
+        if getattr(args, name) == ap.get_default(name):  # --quick shrinks what was not given
+            setattr(args, name, small)
     args.batches = [int(b) for b in str(args.batches).split(",")]
     torch.set_num_threads(args.threads)
     if args.one:
@@ -240,7 +241,7 @@ def main() -> None:
     child = ["--threads", str(args.threads), "--tokens", str(args.tokens), "--long", str(args.long),
              "--repeat", str(args.repeat), "--dtype", args.dtype, "--batches", ",".join(map(str, args.batches))]
     rows = []
-    for system in args.modes.split(","):
+    for system in installed(args.modes.split(",")):
         rows.append(run_child(__file__, ["--one", system, *child]))
         print(rows[-1], flush=True)
     names = [c[0] for c in cases(args.batches, args.long)]

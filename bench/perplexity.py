@@ -26,7 +26,7 @@ import os
 
 import torch
 
-from _common import RESULTS, emit_row, run_child, text_ids  # bench/, beside this script
+from _common import RESULTS, emit_row, installed, run_child, text_ids  # bench/, beside this script
 from quant import cpu_kind
 
 MODES = {"fp32": ("none", "float32"), "bf16": ("none", "bfloat16"), "int8": ("int8", "float32"),
@@ -122,8 +122,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 windows of 64 tokens")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child: one mode, its row as JSON
     args = ap.parse_args()
-    if args.quick:
-        args.window, args.max_tokens = 64, 128
+    for name, small in (("window", 64), ("max_tokens", 128)) if args.quick else ():
+        if getattr(args, name) == ap.get_default(name):  # --quick shrinks what was not given
+            setattr(args, name, small)
     torch.set_num_threads(args.threads)
     if args.one:
         emit_row(one_mode(args.one, args))
@@ -136,7 +137,7 @@ def main() -> None:
     child = ["--window", str(args.window), "--small-chunk", str(args.small_chunk), "--threads", str(args.threads)]
     child += ["--max-tokens", str(args.max_tokens)] if args.max_tokens else []
     rows = []
-    for mode in args.modes.split(","):
+    for mode in installed(args.modes.split(",")):
         if mode != "llama.cpp" and mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}: pick from {', '.join([*MODES, 'llama.cpp'])}")
         rows.append(run_child(__file__, ["--one", mode, *child]))
