@@ -7,7 +7,7 @@ N times and the table gives medians: on this shared machine either system's time
 over minutes, so one pair's ratio says little on its own.
 
     python bench/offline.py [--model PATH|gemma3-270m] [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256]
-                            [--skip-hf] [--repeat N]
+                            [--skip-hf] [--repeat N] [--quantization none|auto|int8|int4]
 
 Prints a table and writes bench/results/offline.{json,png} (offline-<model>.{json,png} with --model).
 """
@@ -44,7 +44,7 @@ def run_radixgen(engine: radixgen.Engine, convs: list, max_new: int) -> tuple[fl
 
 def radixgen_fresh(args: argparse.Namespace, n: int) -> tuple[tuple[float, int], dict]:
     """n requests on a fresh engine, then shut down: (seconds, tokens) and what transformers needs."""
-    engine = radixgen.Engine(args.model, dtype=args.dtype, num_threads=args.threads)
+    engine = radixgen.Engine(args.model, dtype=args.dtype, num_threads=args.threads, quantization=args.quantization)
     engine.chat(seed_messages(4), {"temperature": 0, "max_new_tokens": 8})  # warm up
     engine.flush_cache()  # the run starts cold: no reuse of the warm-up's prompts
     # transformers gets the very token ids radixgen's chat template makes
@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="4,8,16,32,64,256")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--quantization", default="none",
+                    help="radixgen's weights (auto: a GGUF's own blocks); transformers runs the float model")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds over the sizes; the table gives medians and each round's speed-up")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both systems")
@@ -91,7 +93,8 @@ def main() -> None:
             hf[-1].append(in_own_thread(run_hf, model, info["prompts"], info["eos"], args.max_new_tokens))
             print(f"{n:>5} reqs  HF {hf[-1][-1][0]:7.2f} s | x{hf[-1][-1][0] / rg_run[0]:.2f}  (round {rnd + 1})", flush=True)
     rows = [summarize(n, [r[i] for r in rg], [h[i] for h in hf]) for i, n in enumerate(sizes)]
-    print(f"\nseed workload on {args.model or 'SmolLM2-135M'}, {info['dtype']}, greedy, max_new_tokens={args.max_new_tokens}, "
+    print(f"\nseed workload on {args.model or 'SmolLM2-135M'}, {info['dtype']}, radixgen quantization "
+          f"{args.quantization}, greedy, max_new_tokens={args.max_new_tokens}, "
           f"{torch.get_num_threads()} threads, {args.repeat} round(s): medians")
     print("| requests | HF generate s | HF tok/s | radixgen s | radixgen tok/s | speed-up | per-round speed-ups |")
     print("|---:|---:|---:|---:|---:|---:|---|")
@@ -101,6 +104,7 @@ def main() -> None:
               f"{r['speedup']:.2f}x | {spread} |")
     RESULTS.mkdir(exist_ok=True)
     stem = "offline" if args.model is None else f"offline-{Path(args.model).stem}"
+    stem += "" if args.quantization == "none" else f"-{args.quantization}"
     (RESULTS / f"{stem}.json").write_text(json.dumps({"dtype": str(info["dtype"]), "model": args.model,
                                                       "rows": rows}, indent=2))
     plot(rows, str(info["dtype"]), stem)
