@@ -46,7 +46,7 @@ class Grammar:
         self._rows: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
         self._has_text: dict[int, bool] = {}
         self._forced: dict[int, bytes] = {}
-        self._starting: dict[bytes, torch.Tensor] = {}
+        self._starting: dict[bytes | str, torch.Tensor] = {}  # starting_row / keeping_row
         # JSON grammars: string bytes / array items after which they must close where they can
         # (json_close.py)
         self.close_limits = Limits()
@@ -124,15 +124,18 @@ class Grammar:
         return row
 
     def keeping_row(self, kind: str) -> torch.Tensor:
-        """Packed int32 [W] row of the real tokens that keep json_close limit `kind` (cached)."""
+        """Packed int32 [W] row of the real tokens that keep json_close limit `kind` (cached;
+        "blank": the tokens that are whitespace alone)."""
         row = self._starting.get(kind)
         if row is None:
-            if kind.startswith("depth"):
-                pieces, inside = self._tv.matrix.pieces, kind == "depth in string"
-                # whitespace alone does not count as keeping it: where the grammar allows only
-                # a space or an object (`"b": {` of a declared object), the object opens as is
-                opening = [tid for tid, p in enumerate(pieces) if p and (
-                    not p.strip() or (b"{" in p or b"[" in p) and opens_container(p, inside))]
+            pieces = self._tv.matrix.pieces
+            if kind == "blank":  # whitespace alone
+                blank = [tid for tid, p in enumerate(pieces) if p and not p.strip()]
+                row = torch.from_numpy(pack_ids(np.array(blank, dtype=np.int64), self._tv.size))
+            elif kind.startswith("depth"):
+                inside = kind == "depth in string"
+                opening = [tid for tid, p in enumerate(pieces)
+                           if p and (b"{" in p or b"[" in p) and opens_container(p, inside)]
                 row = ~torch.from_numpy(pack_ids(np.array(opening, dtype=np.int64), self._tv.size))
             else:
                 row = self.starting_row(b'"' if kind == "string" else b"]")

@@ -84,7 +84,7 @@ def keeps(kind: str, piece: bytes) -> bool:
         return piece.startswith(b'"')
     if kind == "array":
         return piece.startswith(b"]")
-    return bool(piece.strip()) and not opens_container(piece, kind == "depth in string")
+    return not opens_container(piece, kind == "depth in string")
 
 
 def opens_container(piece: bytes, in_string: bool = False) -> bool:

@@ -102,7 +102,11 @@ class GrammarMatcher(MatcherBase):
             kind, row = limit(self._json_scans[-1], self._limits), None
             if kind is not None:
                 row = self._grammar_row() & self.grammar.keeping_row(kind)
-            self._closing = (self.num_tokens, row if row is not None and bool(row.any()) else None)
+                # past the depth, a space alone is no way out: where only a space or `{` may follow
+                # (`"b": {` of a declared object), the object opens as the model writes it
+                rest = row & ~self.grammar.keeping_row("blank") if kind.startswith("depth") else row
+                row = row if bool(rest.any()) else None
+            self._closing = (self.num_tokens, row)
         return self._closing[1]
 
     def _closes_here(self, piece: bytes) -> bool:

@@ -111,7 +111,9 @@ def test_free_form_values_stop_nesting_declared_objects_still_open(smollm_tokeni
         m = compiler.compile("json_schema", {"type": "object"}).new_matcher()  # free-form
         assert feed(smollm_tokenizer, m, '{"a":{"b":') == -1
         assert not any(m.is_allowed(ids[t][0]) for t in ("{", '{"', "[")) and m.is_allowed(ids["1"][0])
-        assert feed(smollm_tokenizer, m, '1}}') == -1 and m.can_end()
+        assert feed(smollm_tokenizer, m, '1,') == -1  # spacing stays the model's choice
+        assert m.is_allowed(smollm_tokenizer.encode(" ", add_special_tokens=False)[0])
+        assert feed(smollm_tokenizer, m, ' "c":2}}') == -1 and m.can_end()
         inner = {"type": "object", "properties": {"c": {"type": "integer"}}, "required": ["c"]}
         nested = {"type": "object", "required": ["a"], "properties": {"a": {
             "type": "object", "required": ["b"], "properties": {"b": inner}}}}
