@@ -10,13 +10,16 @@ batched engine.generate call with a list of sampling params. Per subset: compile
 generated, finished within max_new_tokens, parsed, validated with jsonschema (format checking on;
 the rate is over those that finished; goal 100%), and every failure with its schema id and error.
 --limit N picks N schemas round-robin over the subsets (in id order). Writes
-bench/results/schemas_e2e.json.
+bench/results/schemas_e2e.json (--out: another name there).
 
 --llamacpp also runs llama.cpp (llama-cpp-python, its own JSON-schema -> GBNF converter) on the
 same schemas with the same prompt token ids, greedy, same max_new_tokens, after radixgen's engine
 has shut down (the two never share the CPU), classifies its outputs the same way and prints one
 table with both engines side by side (see bench/llamacpp_json.py). Results then go to
-bench/results/schemas_e2e_llamacpp_<max_new_tokens>.json.
+bench/results/schemas_e2e_llamacpp_<max_new_tokens>.json (--out: <out stem>_llamacpp.json).
+--llamacpp-from FILE instead takes llama.cpp's outputs from an earlier --llamacpp results file
+(same schemas, same prompt code, same max_new_tokens: llama.cpp's side does not depend on
+radixgen's settings), prints the same side-by-side table and saves the report with them.
 """
 from __future__ import annotations
 
@@ -123,6 +126,8 @@ def main() -> None:
     ap.add_argument("--llamacpp", action="store_true", help="also run llama.cpp, side by side")
     ap.add_argument("--llamacpp-model", default=None, help="GGUF for llama.cpp (default: the bundled one)")
     ap.add_argument("--llamacpp-timeout", type=float, default=600, help="seconds per schema for llama.cpp")
+    ap.add_argument("--llamacpp-from", default=None, help="reuse llama.cpp's side of this saved results file")
+    ap.add_argument("--out", default="schemas_e2e.json", help="results file name under bench/results/")
     args = ap.parse_args()
     items = load_schemas(args.limit, args.only.split(",") if args.only else None)
     engine = radixgen.Engine(dtype=args.dtype, max_total_tokens=args.max_total_tokens)
@@ -211,14 +216,37 @@ def main() -> None:
     report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
     # radixgen's results are on disk before llama.cpp starts: a long llama.cpp run that dies
     # (killed, out of memory) must not take the radixgen half with it
-    (RESULTS / "schemas_e2e.json").write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nwrote {RESULTS / 'schemas_e2e.json'}")
-    if args.llamacpp:
-        report["llamacpp"] = llamacpp_side(args, items, prompts, {"compile_s": compile_s, "generate_s": gen_s})
+    (RESULTS / args.out).write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nwrote {RESULTS / args.out}")
+    if args.llamacpp or args.llamacpp_from:
+        times = {"compile_s": compile_s, "generate_s": gen_s}
+        report["llamacpp"] = (reused_llamacpp(args, items, times) if args.llamacpp_from
+                              else llamacpp_side(args, items, prompts, times))
         report["schemas"] = [{k: v for k, v in it.items() if k != "schema"} for it in items]
-        out = RESULTS / f"schemas_e2e_llamacpp_{args.max_new_tokens}.json"
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nwrote {out}")
+        name = (f"schemas_e2e_llamacpp_{args.max_new_tokens}.json" if args.out == "schemas_e2e.json"
+                else Path(args.out).stem + "_llamacpp.json")
+        (RESULTS / name).write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {RESULTS / name}")
+
+
+def reused_llamacpp(args: argparse.Namespace, items: list[dict], radixgen_s: dict[str, float]) -> dict[str, Any]:
+    """llama.cpp's side from args.llamacpp_from (checked: same max_new_tokens, every schema there),
+    printed beside radixgen's as llamacpp_side does."""
+    from llamacpp_json import side_by_side_table
+
+    saved = json.loads(Path(args.llamacpp_from).read_text())
+    if saved["args"]["max_new_tokens"] != args.max_new_tokens:
+        raise SystemExit(f"{args.llamacpp_from} has max_new_tokens {saved['args']['max_new_tokens']}")
+    theirs = {it["id"]: it["llamacpp"] for it in saved["schemas"]}
+    for it in items:
+        it["llamacpp"] = theirs[it["id"]]
+    lc = saved["llamacpp"]
+    print(f"\n## radixgen / llama.cpp side by side (greedy, max_new_tokens {args.max_new_tokens}; radixgen "
+          f"{args.dtype}, llama.cpp {Path(lc['model']).name}, its outputs from {args.llamacpp_from})\n")
+    print(side_by_side_table(items))
+    print(f"\nradixgen: compile {radixgen_s['compile_s']:.1f} s + generate {radixgen_s['generate_s']:.1f} s "
+          f"(one batch). llama.cpp (saved run): generate {lc['generate_s']:.1f} s.")
+    return {**lc, "reused_from": args.llamacpp_from}
 
 
 def llamacpp_side(args: argparse.Namespace, items: list[dict], prompts: dict[str, tuple[list[int], str]],

@@ -30,6 +30,7 @@ from .automata.slot_automaton import SlotAutomaton
 from .ebnf import compile_ebnf
 from .errors import RegexTooLarge
 from .grammar import compile_regex
+from .json_close import Limits
 from .grammar_base import Grammar
 from .lazy_grammar import LazyGrammar
 from .regex_syntax import compile_python_regex
@@ -269,6 +270,8 @@ class GrammarCompiler:
         if chars >= 100_000:  # regex-automata's speed, for _regex_fits (short ones time fixed costs)
             self._sec_per_char = 0.8 * self._sec_per_char + 0.2 * (time.perf_counter() - built) / chars
         grammar = LazyGrammar(automaton, self.token_vocab, JSON_MARKER, regex)
+        lim = self.json_limits
+        grammar.close_limits = Limits(lim.close_strings_at, lim.close_arrays_at, lim.close_depth_at)
         grammar.compile_s = time.perf_counter() - start
         grammar.info.update(path="lazy", narrowing_step=step, calls=len(calls), regex_chars=chars)
         return grammar

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .json_close import Limits, opens_container
 from .mask import pack_ids
 from .vocab import TokenVocab
 
@@ -45,11 +46,16 @@ class Grammar:
         self._rows: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
         self._has_text: dict[int, bool] = {}
         self._forced: dict[int, bytes] = {}
+        self._starting: dict[bytes | str, torch.Tensor] = {}  # starting_row / keeping_row
+        # JSON grammars: string bytes / array items after which they must close where they can
+        # (json_close.py)
+        self.close_limits = Limits()
 
     def __getstate__(self) -> dict:
         """Pickled (by the compile sandbox) without the vocabulary, which the receiver re-attaches,
         and without the row caches, which refill on use."""
-        return {**self.__dict__, "_tv": None, "_rows": {}, "_has_text": {}, "_forced": {}}
+        return {**self.__dict__, "_tv": None, "_rows": {}, "_has_text": {}, "_forced": {},
+                "_starting": {}}
 
     @property
     def vocab_size(self) -> int:
@@ -108,6 +114,33 @@ class Grammar:
         cached = (packed, torch.from_numpy(packed))
         self._rows[state] = cached
         return cached
+
+    def starting_row(self, prefix: bytes) -> torch.Tensor:
+        """Packed int32 [W] row of the real tokens whose bytes start with `prefix` (cached)."""
+        row = self._starting.get(prefix)
+        if row is None:
+            row = torch.from_numpy(pack_ids(self._tv.ids_starting_with(prefix), self._tv.size))
+            self._starting[prefix] = row
+        return row
+
+    def keeping_row(self, kind: str) -> torch.Tensor:
+        """Packed int32 [W] row of the real tokens that keep json_close limit `kind` (cached;
+        "blank": the tokens that are whitespace alone)."""
+        row = self._starting.get(kind)
+        if row is None:
+            pieces = self._tv.matrix.pieces
+            if kind == "blank":  # whitespace alone
+                blank = [tid for tid, p in enumerate(pieces) if p and not p.strip()]
+                row = torch.from_numpy(pack_ids(np.array(blank, dtype=np.int64), self._tv.size))
+            elif kind.startswith("depth"):
+                inside = kind == "depth in string"
+                opening = [tid for tid, p in enumerate(pieces)
+                           if p and (b"{" in p or b"[" in p) and opens_container(p, inside)]
+                row = ~torch.from_numpy(pack_ids(np.array(opening, dtype=np.int64), self._tv.size))
+            else:
+                row = self.starting_row(b'"' if kind == "string" else b"]")
+            self._starting[kind] = row
+        return row
 
     def forced_bytes(self, state: int) -> bytes:
         """Bytes every continuation from `state` starts with (cached; see the module docstring)."""

@@ -8,6 +8,7 @@ import torch
 
 from .grammar_base import Grammar
 from .mask import row_ids
+from .json_close import JsonScan, Limits, keeps, limit, scan
 
 EOS_TAKEN = -1  # pseudo-state pushed once EOS has been accepted
 
@@ -45,6 +46,12 @@ class GrammarMatcher(MatcherBase):
         # int32 [W]: tokens that open one of the request's stop strings, allowed wherever the text
         # so far is complete (see allow_stops); None: the grammar's rows alone
         self._stop_row: torch.Tensor | None = None
+        # JSON strings and arrays closed at a length (json_close.py): the lexical state after each
+        # accepted token, in step with _states; (num_tokens, restricted row or None): one step's cache
+        self._limits = getattr(grammar, "close_limits", Limits())
+        self._closes = self._limits != Limits()
+        self._json_scans: list[JsonScan] = [JsonScan()]
+        self._closing: tuple[int, torch.Tensor | None] | None = None
 
     def allow_stops(self, stop_row: torch.Tensor) -> None:
         """Where the text so far is complete, also allow the tokens of `stop_row` (those that start
@@ -75,10 +82,36 @@ class GrammarMatcher(MatcherBase):
     def _row_tensor(self) -> torch.Tensor:
         if self.state == EOS_TAKEN:
             return self._eos_only()
+        closing = self._closing_row()
+        if closing is not None:
+            return closing
+        return self._grammar_row()
+
+    def _grammar_row(self) -> torch.Tensor:
         row = self.grammar.row_tensor(self.state)
         if self._stop_row is not None and self.grammar.is_accepting(self.state):
             row = row | self._stop_row
         return row
+
+    def _closing_row(self) -> torch.Tensor | None:
+        """The grammar's row cut to the tokens that close the string or array being written, when
+        it has reached its limit and some such token is allowed; else None (cached per step)."""
+        if not self._closes:
+            return None
+        if self._closing is None or self._closing[0] != self.num_tokens:
+            kind, row = limit(self._json_scans[-1], self._limits), None
+            if kind is not None:
+                row = self._grammar_row() & self.grammar.keeping_row(kind)
+                # past the depth, a space alone is no way out: where only a space or `{` may follow
+                # (`"b": {` of a declared object), the object opens as the model writes it
+                rest = row & ~self.grammar.keeping_row("blank") if kind.startswith("depth") else row
+                row = row if bool(rest.any()) else None
+            self._closing = (self.num_tokens, row)
+        return self._closing[1]
+
+    def _closes_here(self, piece: bytes) -> bool:
+        """Whether a token of these bytes is allowed by the closing limits (the grammar aside)."""
+        return self._closing_row() is None or keeps(limit(self._json_scans[-1], self._limits), piece)
 
     def _eos_only(self) -> torch.Tensor:
         row = torch.zeros((self.grammar.vocab_size + 31) // 32, dtype=torch.int32)
@@ -96,7 +129,9 @@ class GrammarMatcher(MatcherBase):
             return token_id == self.grammar.eos_token_id
         if token_id == self.grammar.eos_token_id:
             return self.grammar.is_accepting(self.state)
-        return self.grammar.next_state(self.state, token_id) is not None
+        if self.grammar.next_state(self.state, token_id) is None:
+            return False
+        return self._closes_here(self.grammar.token_vocab.matrix.pieces[token_id] or b"")
 
     def advance(self, token_id: int) -> bool:
         """Accept one token; False (and no change) if the grammar does not allow it here."""
@@ -107,10 +142,17 @@ class GrammarMatcher(MatcherBase):
             if not self.grammar.is_accepting(state):
                 return False
             self._states.append(EOS_TAKEN)
+            if self._closes:
+                self._json_scans.append(self._json_scans[-1])
             return True
         nxt = self.grammar.next_state(state, token_id)
         if nxt is None:
             return False
+        if self._closes:
+            piece = self.grammar.token_vocab.matrix.pieces[token_id] or b""
+            if not self._closes_here(piece):
+                return False
+            self._json_scans.append(scan(self._json_scans[-1], piece))
         self._states.append(nxt)
         return True
 
@@ -120,9 +162,11 @@ class GrammarMatcher(MatcherBase):
             raise ValueError(f"cannot roll back {n} tokens, {self.num_tokens} were accepted")
         if n:
             del self._states[-n:]
+            if self._closes:
+                del self._json_scans[-n:]
 
     def reset(self) -> None:
-        del self._states[1:]
+        del self._states[1:], self._json_scans[1:]
 
     def can_end(self) -> bool:
         """The text so far is complete: EOS is allowed (or was taken)."""

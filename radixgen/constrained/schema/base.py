@@ -43,6 +43,13 @@ class JsonOptions:
     with llama.cpp on the dev schemas, 14 of the 27 outputs that ran to the limit under ours and
     finished under theirs were looping through such keys (repeated keys, the schema echoed from the
     prompt). An explicit `additionalProperties: true` or a schema keeps extras.
+    close_strings_at / close_arrays_at: content bytes of a string / items of an array after which
+    it must close wherever the grammar lets it (the matcher then allows only tokens starting with
+    `"` / `]`; constrained/json_close.py), None: never. Not counted in the regex (string_cap,
+    items_cap), so they cost nothing to compile. They apply to every JSON-schema grammar,
+    free-form values and keys included. close_depth_at: inside this many containers, tokens
+    that open another are not allowed where the grammar allows any other (free-form values there
+    become scalars; declared objects and arrays still open).
     """
     max_recursion: int = 3
     any_depth: int = 3
@@ -59,6 +66,9 @@ class JsonOptions:
     string_cap: int | None = None
     items_cap: int | None = None
     undeclared_keys: bool = False
+    close_strings_at: int | None = 128
+    close_arrays_at: int | None = None
+    close_depth_at: int | None = None
 
     @property
     def number_limits(self) -> tuple[int | None, int | None, int | None]:
@@ -66,11 +76,14 @@ class JsonOptions:
 
     def without_limits(self) -> "JsonOptions":
         """These options with the finishing defaults off (every valid number's text allowed)."""
-        return replace(self, int_digits=None, frac_digits=None, exp_digits=None, string_cap=None, items_cap=None)
+        return replace(self, int_digits=None, frac_digits=None, exp_digits=None, string_cap=None, items_cap=None,
+                       close_strings_at=None, close_arrays_at=None, close_depth_at=None)
 
 
-NO_LIMITS = JsonOptions(int_digits=None, frac_digits=None, exp_digits=None, undeclared_keys=True)
-FINISHING = ("int_digits", "frac_digits", "exp_digits", "string_cap", "items_cap", "undeclared_keys")  # the finishing defaults
+NO_LIMITS = JsonOptions(int_digits=None, frac_digits=None, exp_digits=None, undeclared_keys=True,
+                        close_strings_at=None, close_arrays_at=None, close_depth_at=None)
+FINISHING = ("int_digits", "frac_digits", "exp_digits", "string_cap", "items_cap", "undeclared_keys",
+             "close_strings_at", "close_arrays_at", "close_depth_at")  # the finishing defaults
 
 
 class ConverterBase:
