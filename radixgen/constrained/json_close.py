@@ -1,6 +1,8 @@
 """Finishing defaults for JSON grammars that the matcher applies (JsonOptions.close_strings_at,
-close_arrays_at, close_depth_at): once a string's content has run to `close_strings_at` bytes,
-only tokens that close it (starting with `"`) are allowed; once an array holds `close_arrays_at`
+close_arrays_at, close_depth_at): once a string's content has run to `close_strings_at` bytes and
+its last bytes repeat (one unit of up to LOOP_UNIT bytes, LOOP_REPEATS times over and at least
+LOOP_MIN bytes: `0000…`, `transaction-transaction-…`, a sentence again), only tokens that close it
+(starting with `"`) are allowed, so a long string that does not loop is never cut; once an array holds `close_arrays_at`
 items and may end, only tokens that end it (starting with `]`); inside `close_depth_at`
 containers, only tokens that open no deeper one. Each applies only where the grammar allows such
 a token right there.
@@ -24,21 +26,25 @@ from typing import NamedTuple
 QUOTE, BACKSLASH, COMMA = 0x22, 0x5C, 0x2C
 OPEN_ARRAY, OPEN_OBJECT, CLOSERS = 0x5B, 0x7B, (0x5D, 0x7D)
 OBJECT = -1  # a frame that is an object; an array's frame is its count of commas
+LOOP_UNIT, LOOP_REPEATS, LOOP_MIN = 64, 3, 32  # what counts as a string repeating itself (see repeating)
+TAIL = LOOP_UNIT * LOOP_REPEATS                # the string's last content bytes a scan keeps
 
 
 class JsonScan(NamedTuple):
     """Lexical state after some text: inside a string, after a backslash there, content bytes
-    of the string, and the open containers (innermost last)."""
+    of the string, the open containers (innermost last), and the string's last TAIL bytes."""
     in_string: bool = False
     escaped: bool = False
     length: int = 0
     frames: tuple[int, ...] = ()
+    tail: bytes = b""
 
 
 def scan(state: JsonScan, piece: bytes) -> JsonScan:
     """`state` advanced over `piece`."""
-    in_string, escaped, length, frames = state
-    for b in piece:
+    in_string, escaped, length, frames, tail = state
+    start = 0  # where this piece's part of the open string begins
+    for i, b in enumerate(piece):
         if in_string:
             if escaped:
                 escaped, length = False, length + 1
@@ -47,14 +53,28 @@ def scan(state: JsonScan, piece: bytes) -> JsonScan:
             else:
                 escaped, length = b == BACKSLASH, length + 1
         elif b == QUOTE:
-            in_string, length = True, 0
+            in_string, length, tail, start = True, 0, b"", i + 1
         elif b == OPEN_ARRAY or b == OPEN_OBJECT:
             frames += (0 if b == OPEN_ARRAY else OBJECT,)
         elif b in CLOSERS:
             frames = frames[:-1]
         elif b == COMMA and frames and frames[-1] != OBJECT:
             frames = frames[:-1] + (frames[-1] + 1,)
-    return JsonScan(in_string, escaped, length, frames)
+    tail = (tail + piece[start:])[-TAIL:] if in_string else b""
+    return JsonScan(in_string, escaped, length, frames, tail)
+
+
+def repeating(tail: bytes) -> bool:
+    """Whether `tail` ends in one unit of at most LOOP_UNIT bytes repeated LOOP_REPEATS times, over
+    at least LOOP_MIN bytes (a number string's few zeros are not a loop; 32 of them are)."""
+    n = len(tail)
+    for unit in range(1, LOOP_UNIT + 1):
+        span = max(LOOP_REPEATS * unit, LOOP_MIN)
+        if span > n:
+            return False
+        if tail[n - span:] == (tail[n - unit:] * (span // unit + 1))[-span:]:
+            return True
+    return False
 
 
 class Limits(NamedTuple):
@@ -70,7 +90,7 @@ def limit(state: JsonScan, limits: Limits) -> str | None:
     strings_at, arrays_at, depth_at = limits
     deep = depth_at is not None and len(state.frames) >= depth_at
     if state.in_string:  # a token may end the string and open a container: `":{`
-        if strings_at is not None and not state.escaped and state.length >= strings_at:
+        if strings_at is not None and not state.escaped and state.length >= strings_at and repeating(state.tail):
             return "string"
         return "depth in string" if deep and not state.escaped else None
     if arrays_at is not None and state.frames and state.frames[-1] != OBJECT and state.frames[-1] + 1 >= arrays_at:

@@ -40,7 +40,7 @@ class EngineConfig:
     grammar_cache_size: int = 128
     grammar_compile_timeout_s: float = 10.0
     grammar_compile_memory_mb: int | None = 2048  # compiles run in a child process capped at this; 0 / None: in-process
-    grammar_json_finishing: bool = True  # JSON schemas: finishing defaults (16+16 digits, exponent 3, no undeclared keys, strings closed at 128 bytes; JsonOptions)
+    grammar_json_finishing: bool = True  # JSON schemas: finishing defaults (16+16 digits, exponent 3, no undeclared keys, looping strings closed past 128 bytes; JsonOptions)
     skip_warmup: bool = False             # skip building the CPU matmul kernels of every batch shape at start
     max_queued_requests: int | None = None  # waiting requests beyond this are refused (503); None: no bound
     # model: a request's unset temperature / top_p / top_k / min_p / repetition_penalty come from the

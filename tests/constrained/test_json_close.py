@@ -7,7 +7,7 @@ import pytest
 
 from radixgen.constrained import GrammarCompiler
 from radixgen.constrained.schema.json_schema import NO_LIMITS, JsonOptions
-from radixgen.constrained.json_close import JsonScan, opens_container, scan
+from radixgen.constrained.json_close import TAIL, JsonScan, opens_container, repeating, scan
 
 PAIR = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string", "minLength": 40}},
         "required": ["a", "b"]}
@@ -34,15 +34,27 @@ def allowed_texts(tokenizer, matcher) -> set[str]:
 
 def test_scan_counts_content_bytes_and_escapes():
     s = scan(JsonScan(), b'{"ab\\"c')
-    assert s == JsonScan(True, False, 5, (-1,))
+    assert s == JsonScan(True, False, 5, (-1,), b'ab\\"c')
     assert scan(s, b'",') == JsonScan(False, False, 5, (-1,))
-    assert scan(JsonScan(), b'"x\\') == JsonScan(True, True, 2)
+    assert scan(JsonScan(), b'"x\\') == JsonScan(True, True, 2, (), b"x\\")
+    assert scan(scan(JsonScan(), b'"' + b"q" * 300), b"rs").tail == (b"q" * 300 + b"rs")[-TAIL:]
 
 
-def test_a_long_string_may_only_close(smollm_tokenizer, capped):
+def test_only_a_repeating_tail_counts_as_a_loop():
+    assert repeating(b"0" * 32) and not repeating(b"1" + b"0" * 30)  # a number's few zeros are not one
+    assert repeating(b"intro " + b"transaction-" * 3)
+    sentence = b"The cat sat on the mat and looked out of the window. "  # 54 bytes
+    assert repeating(sentence * 3) and not repeating(sentence * 2)
+    assert not repeating(bytes(range(65, 65 + 58)) * 2 + b"abc")
+
+
+def test_a_long_looping_string_may_only_close(smollm_tokenizer, capped):
     m = capped.compile("json_schema", PAIR).new_matcher()
-    assert feed(smollm_tokenizer, m, '{"a":"' + "x" * 15) == -1
-    assert len(allowed_texts(smollm_tokenizer, m)) > 1000  # 15 < 16: still free
+    text = "a long string that says something new all along, then loops. "  # 62 bytes, no repeat
+    assert feed(smollm_tokenizer, m, '{"a":"' + text) == -1
+    assert len(allowed_texts(smollm_tokenizer, m)) > 1000  # past 16 bytes but not looping: free
+    assert feed(smollm_tokenizer, m, "x" * 31) == -1
+    assert len(allowed_texts(smollm_tokenizer, m)) > 1000  # 31 x's: not yet LOOP_MIN bytes
     assert feed(smollm_tokenizer, m, "x") == -1
     allowed = allowed_texts(smollm_tokenizer, m)
     assert allowed and all(t.startswith('"') for t in allowed)
@@ -55,9 +67,9 @@ def test_a_long_string_may_only_close(smollm_tokenizer, capped):
 def test_minlength_is_honoured_and_keys_stay_forced(smollm_tokenizer, capped):
     """b needs 40 characters: past 16 closing is not allowed, so nothing is restricted."""
     m = capped.compile("json_schema", PAIR).new_matcher()
-    assert feed(smollm_tokenizer, m, '{"a":"hi", "b":"' + "y" * 20) == -1
-    assert len(allowed_texts(smollm_tokenizer, m)) > 1000
-    assert feed(smollm_tokenizer, m, "y" * 20 + '"}') == -1 and m.can_end()
+    assert feed(smollm_tokenizer, m, '{"a":"hi", "b":"' + "y" * 36) == -1
+    assert len(allowed_texts(smollm_tokenizer, m)) > 1000  # looping past 16, but under minLength 40
+    assert feed(smollm_tokenizer, m, "y" * 4 + '"}') == -1 and m.can_end()
     # a long enum value the grammar forces is not cut either
     long = "z" * 30
     m = capped.compile("json_schema", {"enum": [long, "short"]}).new_matcher()

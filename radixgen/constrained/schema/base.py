@@ -45,7 +45,8 @@ class JsonOptions:
     prompt). An explicit `additionalProperties: true` or a schema keeps extras.
     close_strings_at / close_arrays_at: content bytes of a string / items of an array after which
     it must close wherever the grammar lets it (the matcher then allows only tokens starting with
-    `"` / `]`; constrained/json_close.py), None: never. Not counted in the regex (string_cap,
+    `"` / `]`; constrained/json_close.py), None: never. A string is closed only once its last
+    bytes also repeat (json_close.repeating): a long string that does not loop is never cut. Not counted in the regex (string_cap,
     items_cap), so they cost nothing to compile. They apply to every JSON-schema grammar,
     free-form values and keys included. close_depth_at: inside this many containers, tokens
     that open another are not allowed where the grammar allows any other (free-form values there
