@@ -5,8 +5,8 @@ Why: at batch 1 the quantized linears read 4-8x fewer bytes than fp32 ones, and 
 Python-side calls around them (norms, rotary, attention, module dispatch) became half the step.
 `QuantStack` holds the layers' weights as a table of pointers built once; `run` hands the
 embeddings and the step's attention layout to the library, which runs every layer back to back
-with the same kernels the Python path calls (so the two agree to float rounding of the order of
-operations: the tests compare them).
+with the same kernels, in the same order, as the Python path: the two agree bit for bit
+(tests/runtime/test_quant_stack.py).
 """
 from __future__ import annotations
 
@@ -79,9 +79,10 @@ class QuantStack:
                  v_pool: torch.Tensor, meta: AttnMeta) -> bool:
         """Whether `run` can take this forward (else the caller runs the layers one by one): the
         C++ attention backend is the one chosen, and the shapes are within its limits."""
-        return (backend is cpu and _lib() is not None and x.dtype is torch.float32 and x.is_cpu and cos.shape[-1] == self.d
-                and cos.dtype is torch.float32 and k_pool.dtype in _POOL_DTYPES and k_pool.is_cpu
-                and v_pool.dtype is k_pool.dtype and k_pool.stride() == v_pool.stride() and k_pool.stride(3) == 1 and k_pool.shape[2] == self.kvh
+        return (backend is cpu and _lib() is not None and x.dtype is torch.float32 and x.is_cpu
+                and cos.shape[-1] == self.d and cos.dtype is torch.float32  # full rotary only
+                and k_pool.dtype in _POOL_DTYPES and k_pool.is_cpu and v_pool.dtype is k_pool.dtype
+                and k_pool.stride() == v_pool.stride() and k_pool.stride(3) == 1 and k_pool.shape[2] == self.kvh
                 and self.d <= _MAX_D and self.h // self.kvh <= _MAX_GROUP and meta.window == 0
                 and meta.softcap == 0.0 and meta.out_slots.dtype is torch.int64)
 

@@ -24,6 +24,8 @@ from radixgen.kernels import cpu_quant
 from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequantize_rows
 from radixgen.kernels.cpu_quant_stack import QuantStack, StackLayer
 
+from .layers import DecoderLayer
+
 log = logging.getLogger("radixgen")
 # SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
 # at 1-4 rows (lm_head 2-6x), 0.75-0.95x at 16, 0.5-0.8x at 32-512; the fp32 tiles 0.85-1.1x from 32
@@ -151,7 +153,6 @@ def decode_stack(model: nn.Module) -> QuantStack | None:
     (kernels/cpu_quant_stack.py), or None where that kernel does not cover the model: a linear left
     float, GeLU, q/k norms, sliding windows, soft-capping, a family's own layer class.
     RADIXGEN_NO_QUANT_STACK=1 turns it off (A/B runs, tests of the per-layer path)."""
-    from .layers import DecoderLayer
     arch = model.arch
     if (os.environ.get("RADIXGEN_NO_QUANT_STACK", "") not in ("", "0") or not cpu_quant.is_available()
             or arch.hidden_act != "silu" or arch.qk_norm or arch.max_window or arch.attn_softcap
