@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .json_close import Limits, opens_container
+from .json_close import Limits
 from .mask import pack_ids
 from .vocab import TokenVocab
 
@@ -125,18 +125,15 @@ class Grammar:
 
     def keeping_row(self, kind: str) -> torch.Tensor:
         """Packed int32 [W] row of the real tokens that keep json_close limit `kind` (cached;
-        "blank": the tokens that are whitespace alone)."""
+        "blank": the tokens that are whitespace alone). The token sets are the vocabulary's."""
         row = self._starting.get(kind)
         if row is None:
-            pieces = self._tv.matrix.pieces
-            if kind == "blank":  # whitespace alone
-                blank = [tid for tid, p in enumerate(pieces) if p and not p.strip()]
-                row = torch.from_numpy(pack_ids(np.array(blank, dtype=np.int64), self._tv.size))
+            tv = self._tv
+            if kind == "blank":
+                row = torch.from_numpy(pack_ids(tv.blank_ids, tv.size))
             elif kind.startswith("depth"):
-                inside = kind == "depth in string"
-                opening = [tid for tid, p in enumerate(pieces)
-                           if p and (b"{" in p or b"[" in p) and opens_container(p, inside)]
-                row = ~torch.from_numpy(pack_ids(np.array(opening, dtype=np.int64), self._tv.size))
+                opening = tv.container_opening_ids[kind == "depth in string"]
+                row = ~torch.from_numpy(pack_ids(opening, tv.size))
             else:
                 row = self.starting_row(b'"' if kind == "string" else b"]")
             self._starting[kind] = row

@@ -47,11 +47,12 @@ class GrammarMatcher(MatcherBase):
         # so far is complete (see allow_stops); None: the grammar's rows alone
         self._stop_row: torch.Tensor | None = None
         # JSON strings and arrays closed at a length (json_close.py): the lexical state after each
-        # accepted token, in step with _states; (num_tokens, restricted row or None): one step's cache
+        # accepted token, in step with _states; (num_tokens, limit kind, restricted row or None):
+        # one step's cache, so the limit is worked out once a step
         self._limits = getattr(grammar, "close_limits", Limits())
         self._closes = self._limits != Limits()
         self._json_scans: list[JsonScan] = [JsonScan()]
-        self._closing: tuple[int, torch.Tensor | None] | None = None
+        self._closing: tuple[int, str | None, torch.Tensor | None] | None = None
 
     def allow_stops(self, stop_row: torch.Tensor) -> None:
         """Where the text so far is complete, also allow the tokens of `stop_row` (those that start
@@ -106,12 +107,12 @@ class GrammarMatcher(MatcherBase):
                 # (`"b": {` of a declared object), the object opens as the model writes it
                 rest = row & ~self.grammar.keeping_row("blank") if kind.startswith("depth") else row
                 row = row if bool(rest.any()) else None
-            self._closing = (self.num_tokens, row)
-        return self._closing[1]
+            self._closing = (self.num_tokens, kind, row)
+        return self._closing[2]
 
     def _closes_here(self, piece: bytes) -> bool:
         """Whether a token of these bytes is allowed by the closing limits (the grammar aside)."""
-        return self._closing_row() is None or keeps(limit(self._json_scans[-1], self._limits), piece)
+        return self._closing_row() is None or keeps(self._closing[1], piece)
 
     def _eos_only(self) -> torch.Tensor:
         row = torch.zeros((self.grammar.vocab_size + 31) // 32, dtype=torch.int32)

@@ -143,6 +143,20 @@ class TokenVocab:
         return ids[lo:hi]
 
     @cached_property
+    def blank_ids(self) -> np.ndarray:
+        """int64 ids of the real tokens that are whitespace alone."""
+        return np.array([tid for tid, p in enumerate(self.matrix.pieces) if p and not p.strip()], dtype=np.int64)
+
+    @cached_property
+    def container_opening_ids(self) -> dict[bool, np.ndarray]:
+        """in_string -> int64 ids of the real tokens that, read from outside a JSON string (False)
+        or inside one (True), open a container deeper than where they start (json_close.py)."""
+        from .json_close import opens_container
+        candidates = [(tid, p) for tid, p in enumerate(self.matrix.pieces) if p and (b"{" in p or b"[" in p)]
+        return {inside: np.array([tid for tid, p in candidates if opens_container(p, inside)], dtype=np.int64)
+                for inside in (False, True)}
+
+    @cached_property
     def whitespace_runs(self) -> frozenset[bytes]:
         """The runs of JSON whitespace (space, tab, newline, return) that tokens start with."""
         return frozenset(p[:len(p) - len(p.lstrip(JSON_WS))] for p in self.by_bytes[0]) - {b""}

@@ -43,7 +43,6 @@ _MAX_D, _MAX_ROWS = 256, 64      # the kernel's fixed per-task buffers (see MAX_
 # 63 requests after a 22-token prefix, best of 20: 8 new tokens each: kernel 0.8 ms, SDPA 1.7;
 # 15: 1.5 vs 1.5; 21: 4.2 vs 2.7 (one task then holds 63 query rows).
 STREAM_MAX_EXTEND = 16
-_SPLIT_MIN_KEYS = 256            # a key split shorter than this costs more to merge than it saves
 
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 # OpenMP's thread count is per calling thread; torch's is passed explicitly so that
@@ -96,6 +95,8 @@ def load_library() -> ctypes.CDLL | None:
     lib.rg_attention.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64,
                                  _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _i64, ctypes.c_float,
                                  _i64, _int, _int]
+    lib.rg_attention_splits.restype = _i64
+    lib.rg_attention_splits.argtypes = [_ptr, _i64, _i64, _i64, _i64, _int]
     lib.rg_gather_kv.restype = None
     lib.rg_gather_kv.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _int]
     lib.rg_apply_bitmask.restype = None
@@ -137,14 +138,11 @@ def _can_stream(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor) -> 
 
 
 def _num_splits(meta: AttnMeta, num_kv_heads: int, group: int) -> int:
-    """Split each request's keys when (request, kv head) tasks alone cannot keep every thread busy."""
-    per_tile = max(1, _MAX_ROWS // group)  # new tokens per task (the kernel's tokens_per_tile)
-    tiles = meta.batch_size if meta.is_decode else sum(-(-e // per_tile) for e in meta.extend_lens.tolist())
-    tasks = tiles * num_kv_heads
-    want = 4 * _threads()
-    if tasks == 0 or tasks >= want:
-        return 1
-    return max(1, min(-(-want // tasks), meta.max_seq // _SPLIT_MIN_KEYS))
+    """Split each request's keys when (request, kv head) tasks alone cannot keep every thread busy
+    (the kernel's rg_attention_splits: the one policy, also the decode stack's)."""
+    extend = meta.c_args[3]
+    return int(load_library().rg_attention_splits(extend.data_ptr(), extend.numel(), num_kv_heads, group,
+                                                  meta.max_seq, _threads()))
 
 
 def _stream_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor,

@@ -202,6 +202,20 @@ void run(const Args& a, const std::vector<Tile>& tiles, int threads) {
 
 extern "C" {
 
+// Key splits per (request tile, kv head) task for a batch with these extend lengths: split only
+// when the tasks alone cannot keep 4 x threads busy, and never below SPLIT_MIN_KEYS keys a split
+// (a shorter split costs more to merge than it saves). The one policy for cpu.py and the stack.
+int64_t rg_attention_splits(const int64_t* extend_lens, int64_t batch, int64_t KVH, int64_t group,
+                            int64_t max_seq, int threads) {
+  constexpr int64_t SPLIT_MIN_KEYS = 256;
+  const int64_t per_tile = std::max<int64_t>(1, MAX_ROWS / group);  // new tokens per task
+  int64_t tiles = 0;
+  for (int64_t b = 0; b < batch; ++b) tiles += (extend_lens[b] + per_tile - 1) / per_tile;
+  const int64_t tasks = tiles * KVH, want = 4 * int64_t(threads);
+  if (tasks == 0 || tasks >= want) return 1;
+  return std::max<int64_t>(1, std::min((want + tasks - 1) / tasks, max_seq / SPLIT_MIN_KEYS));
+}
+
 // q: fp32 [T, H, D]; out: fp32 [T, H, D]; partial: fp32 [T, H, splits, D + 2] when splits > 1.
 // Pools [S, KVH, D] with element strides (slot_stride, head_stride), dtype 0 = fp32, 1 = bf16.
 // window > 0: each token sees only its last `window` keys (itself included), as transformers' sliding window.

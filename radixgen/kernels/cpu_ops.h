@@ -6,6 +6,8 @@
 extern "C" {
 
 // cpu_attention.cpp
+int64_t rg_attention_splits(const int64_t* extend_lens, int64_t batch, int64_t KVH, int64_t group,
+                            int64_t max_seq, int threads);
 int rg_attention(int pool_dtype, const float* q, float* out, float* partial, const void* k_pool,
                  const void* v_pool, int64_t slot_stride, int64_t head_stride, const int32_t* req_to_slot,
                  int64_t table_stride, const int64_t* req_rows, const int64_t* prefix_lens,

@@ -11,7 +11,6 @@
 // carried beside the normed activations, rotary (halves layout, full head) + KV write, SiLU * up.
 // Not covered (the caller checks and takes the Python path): sliding windows, soft-capping, q/k
 // norms, partial rotary, GeLU, float linears.
-#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -36,18 +35,6 @@ void linear(const QLinear& l, const float* x, float* out, int64_t M, int scalar,
   rg_quant_gemm(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, scalar, threads);
 }
 
-// Key splits per (request, kv head) task, as cpu.py's _num_splits chooses them for this batch:
-// split only when the tasks alone cannot keep every thread busy, never below 256 keys a split.
-int64_t attention_splits(const int64_t* extend_lens, int64_t batch, int64_t KVH, int64_t group,
-                         int64_t max_seq, int threads) {
-  const int64_t per_tile = std::max<int64_t>(1, 64 / group);  // the kernel's MAX_ROWS / group
-  int64_t tiles = 0;
-  for (int64_t b = 0; b < batch; ++b) tiles += (extend_lens[b] + per_tile - 1) / per_tile;
-  const int64_t tasks = tiles * KVH, want = 4 * int64_t(threads);
-  if (tasks == 0 || tasks >= want) return 1;
-  return std::max<int64_t>(1, std::min((want + tasks - 1) / tasks, max_seq / 256));
-}
-
 }  // namespace
 
 extern "C" {
@@ -67,7 +54,7 @@ int rg_quant_stack(const int64_t* table, int64_t n_layers, float* x, float* out,
                    int64_t T, int64_t hidden, int64_t inter, int64_t H, int64_t KVH, int64_t D,
                    float sm_scale, int scalar, int threads) {
   const int64_t qkv_n = (H + 2 * KVH) * D;
-  const int64_t splits = attention_splits(extend_lens, batch, KVH, H / KVH, max_seq, threads);
+  const int64_t splits = rg_attention_splits(extend_lens, batch, KVH, H / KVH, max_seq, threads);
   std::vector<float> h(T * hidden), qkv(T * qkv_n), q(T * H * D), attn(T * H * D), proj(T * hidden),
       gate_up(T * 2 * inter), act(T * inter), partial(splits > 1 ? T * H * splits * (D + 2) : 0);
   float* part = splits > 1 ? partial.data() : attn.data();
