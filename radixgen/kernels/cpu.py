@@ -31,9 +31,11 @@ write_kv = reference.write_kv
 
 _HERE = Path(__file__).parent
 # One library: attention here; fused layer ops and small-batch linears (cpu_layer_ops.py); logit ops;
-# block-quantized linears and the decoder stack over them (cpu_quant.py, cpu_quant_stack.py).
+# block-quantized linears (few rows; many rows in panels) and the decoder stack over them (cpu_quant.py,
+# cpu_quant_stack.py).
 _SOURCES = [_HERE / f"{name}.cpp" for name in
-            ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits", "cpu_quant", "cpu_quant_stack")]
+            ("cpu_attention", "cpu_layer_ops", "cpu_linear", "cpu_logits", "cpu_quant", "cpu_quant_panel",
+             "cpu_quant_stack")]
 # Reassociating float sums lets the dot products reduce as trees; infinities stay IEEE (masking).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
           "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]

@@ -52,7 +52,7 @@ struct QuantX {
   std::vector<float> dx, sx;
 };
 
-void quantize_rows_scalar(const float* x, int64_t M, int64_t K, QuantX& q) {
+void quantize_rows_scalar(const float* x, int64_t M, int64_t K, int8_t* xq, float* dx, float* sx) {
   const int64_t KB = K / QK;
   for (int64_t i = 0; i < M * KB; ++i) {
     const float* xb = x + i * QK;
@@ -62,11 +62,11 @@ void quantize_rows_scalar(const float* x, int64_t M, int64_t K, QuantX& q) {
     int sum = 0;
     for (int j = 0; j < QK; ++j) {
       const int v = int(std::nearbyint(xb[j] * id));
-      q.xq[i * QK + j] = int8_t(v);
+      xq[i * QK + j] = int8_t(v);
       sum += v;
     }
-    q.dx[i] = d;
-    q.sx[i] = d * float(sum);
+    dx[i] = d;
+    sx[i] = d * float(sum);
   }
 }
 
@@ -114,7 +114,7 @@ inline __m256i dot_u8s8(__m256i u, __m256i s) {
 #endif
 }
 
-void quantize_rows_avx2(const float* x, int64_t M, int64_t K, QuantX& q) {
+void quantize_rows_avx2(const float* x, int64_t M, int64_t K, int8_t* xq, float* dx, float* sx) {
   const int64_t KB = K / QK;
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t i = 0; i < M * KB; ++i) {
@@ -137,9 +137,9 @@ void quantize_rows_avx2(const float* x, int64_t M, int64_t K, QuantX& q) {
     const __m256i p16a = _mm256_packs_epi32(r[0], r[1]), p16b = _mm256_packs_epi32(r[2], r[3]);
     const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.xq.data() + i * QK), p8);
-    q.dx[i] = d;
-    q.sx[i] = d * hsum(_mm256_cvtepi32_ps(sum32));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xq + i * QK), p8);
+    dx[i] = d;
+    sx[i] = d * hsum(_mm256_cvtepi32_ps(sum32));
   }
 }
 
@@ -261,16 +261,34 @@ void rg_quant_gemm(int fmt, const uint8_t* qs, const uint16_t* d, const uint16_t
   QuantX q{std::vector<int8_t>(M * K), std::vector<float>(M * KB), std::vector<float>(M * KB)};
 #ifdef RG_QUANT_SIMD
   if (!scalar) {
-    quantize_rows_avx2(x, M, K, q);
+    quantize_rows_avx2(x, M, K, q.xq.data(), q.dx.data(), q.sx.data());
     if (fmt == Q4_0) gemm_avx2<Q4_0>(qs, d, mn, q, M, N, K, out, bias, threads);
     else if (fmt == Q4_1) gemm_avx2<Q4_1>(qs, d, mn, q, M, N, K, out, bias, threads);
     else gemm_avx2<Q8_0>(qs, d, mn, q, M, N, K, out, bias, threads);
     return;
   }
 #endif
-  quantize_rows_scalar(x, M, K, q);
+  quantize_rows_scalar(x, M, K, q.xq.data(), q.dx.data(), q.sx.data());
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t n = 0; n < N; ++n) gemm_scalar(fmt, qs, d, mn, q, n, M, K, out, N, bias);
+}
+
+// x fp32 [M, K] -> xq int8 [M, K], dx and sx fp32 [M, K / 32] as described at the top (the
+// activations of cpu_quant_panel.cpp's kernel); rows split among the threads when there are enough
+// (a few rows take less time than waking the team).
+void rg_quant_rows(const float* x, int64_t M, int64_t K, int8_t* xq, float* dx, float* sx, int scalar,
+                   int threads) {
+  const int64_t KB = K / QK;
+#pragma omp parallel for num_threads(threads) schedule(static) if (M >= 16)
+  for (int64_t m = 0; m < M; ++m) {
+#ifdef RG_QUANT_SIMD
+    if (!scalar) {
+      quantize_rows_avx2(x + m * K, 1, K, xq + m * K, dx + m * KB, sx + m * KB);
+      continue;
+    }
+#endif
+    quantize_rows_scalar(x + m * K, 1, K, xq + m * K, dx + m * KB, sx + m * KB);
+  }
 }
 
 // Rows n0 .. n1 - 1 of W as fp32 [n1 - n0, K] (prefill runs fp32 matmuls over such tiles).

@@ -120,6 +120,11 @@ def _lib() -> ctypes.CDLL | None:
     lib.rg_quant_isa.restype = _int
     lib.rg_quant_gemm.restype = None
     lib.rg_quant_gemm.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int, _int]
+    lib.rg_quant_panels_available.restype = _int
+    lib.rg_quant_pack_panels.restype = None
+    lib.rg_quant_pack_panels.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr]
+    lib.rg_quant_gemm_panels.restype = None
+    lib.rg_quant_gemm_panels.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int]
     lib.rg_quant_dequant.restype = None
     lib.rg_quant_dequant.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _int, _int]
     return lib
@@ -176,4 +181,60 @@ def dequantize_rows(w: BlockWeight, n0: int, n1: int, scalar: bool = False) -> t
     out = torch.empty(n1 - n0, k, dtype=torch.float32)
     _lib().rg_quant_dequant(FORMATS[w.fmt], *_ptrs(w), n0, n1, k, out.data_ptr(), int(scalar),
                               torch.get_num_threads())
+    return out
+
+
+@dataclass(frozen=True)
+class PanelWeight:
+    """W in cpu_quant_panel.cpp's layout, for many rows: 8 output columns per panel."""
+    fmt: str
+    n: int                  # out_features (the last panel padded with zeros)
+    k: int
+    q: torch.Tensor         # uint8 [P, K / 32, 128 or 256]
+    d: torch.Tensor         # fp16 [P, K / 32, 8]
+    m: torch.Tensor | None  # fp16 [P, K / 32, 8], Q4_1 only
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n, self.k
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.q, self.d, self.m) if t is not None)
+
+
+def panels_available() -> bool:
+    """The panel kernel needs AVX2 + FMA + F16C; without it many rows take fp32 tiles."""
+    lib = _lib()
+    return lib is not None and bool(lib.rg_quant_panels_available()) and not force_scalar()
+
+
+def pack_panels(w: BlockWeight) -> PanelWeight:
+    """W -> the panel kernel's layout (bytes and scales move, nothing is rounded)."""
+    n, k = w.shape
+    p, kb = (n + 7) // 8, k // QK
+    q = torch.empty(p, kb, 256 if w.fmt == "Q8_0" else 128, dtype=torch.uint8)
+    d = torch.empty(p, kb, 8, dtype=torch.float16)
+    m = torch.empty(p, kb, 8, dtype=torch.float16) if w.fmt == "Q4_1" else None
+    _lib().rg_quant_pack_panels(FORMATS[w.fmt], *_ptrs(w), n, k, q.data_ptr(), d.data_ptr(),
+                                0 if m is None else m.data_ptr())
+    return PanelWeight(w.fmt, n, k, q, d, m)
+
+
+def unpack_panels(w: PanelWeight) -> BlockWeight:
+    """The inverse of `pack_panels`: chunk c, column j, byte t of a panel's block is byte 4 c + t
+    of column j's block (see cpu_quant_panel.cpp)."""
+    p, kb, pb = w.q.shape
+    qb = _QB[w.fmt]
+    qs = w.q.view(p, kb, qb // 4, 8, 4).permute(0, 3, 1, 2, 4).reshape(p * 8, kb * qb)[: w.n]
+    rows = lambda t: t.permute(0, 2, 1).reshape(p * 8, kb)[: w.n].contiguous()  # noqa: E731
+    return BlockWeight(w.fmt, qs.contiguous(), rows(w.d), None if w.m is None else rows(w.m))
+
+
+def gemm_panels(x: torch.Tensor, w: PanelWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x fp32 [M, K] -> fp32 [M, N] = x W^T (+ bias fp32 [N]); the arithmetic of `gemm`."""
+    x = x.float().contiguous()
+    out = torch.empty(x.shape[0], w.n, dtype=torch.float32)
+    _lib().rg_quant_gemm_panels(FORMATS[w.fmt], w.q.data_ptr(), w.d.data_ptr(), 0 if w.m is None else w.m.data_ptr(),
+                                0 if bias is None else bias.data_ptr(), x.data_ptr(), out.data_ptr(), x.shape[0],
+                                w.n, w.k, torch.get_num_threads())
     return out

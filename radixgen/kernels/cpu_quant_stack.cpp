@@ -4,9 +4,10 @@
 // Why: at batch 1 a step of SmolLM2-135M is 30 layers x ~10 ops. Called one by one from Python,
 // their dispatch (module calls, tensor allocations, ctypes) cost as much as the weights' read: on
 // an AVX2-only AMD EPYC (Zen 3), 2 threads, 8.6 ms of a 17.8 ms step was outside the matmuls. Here
-// the same ops (the library's own: rg_quant_gemm, rg_attention and the fp32 layer ops) run back to
+// the same ops (the library's own: rg_quant_gemm_panels, rg_attention and the fp32 layer ops) run back to
 // back on buffers allocated once per call, so a step costs what its kernels cost.
 //
+// The linears are cpu_quant_panel.cpp's (or, with scalar, cpu_quant.cpp's plain C++ path).
 // Semantics are those of layers.DecoderLayer with the fused fp32 ops: pre-norm, residual stream
 // carried beside the normed activations, rotary (halves layout, full head) + KV write, SiLU * up.
 // Not covered (the caller checks and takes the Python path): sliding windows, soft-capping, q/k
@@ -31,8 +32,11 @@ QLinear read_linear(const int64_t* w) {
           reinterpret_cast<const uint16_t*>(w[3]), reinterpret_cast<const float*>(w[4]), w[5], w[6]};
 }
 
+// scalar: the weights are in cpu_quant.cpp's block layout and take its plain C++ path; otherwise
+// they are panels (cpu_quant_panel.cpp).
 void linear(const QLinear& l, const float* x, float* out, int64_t M, int scalar, int threads) {
-  rg_quant_gemm(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, scalar, threads);
+  if (scalar) rg_quant_gemm(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, 1, threads);
+  else rg_quant_gemm_panels(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, threads);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ import torch
 
 from . import cpu
 from .cpu import load_library
-from .cpu_quant import FORMATS, BlockWeight
+from .cpu_quant import FORMATS, BlockWeight, PanelWeight
 from .meta import AttnMeta
 
 _i64, _int, _ptr, _f32 = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
@@ -31,11 +31,12 @@ _POOL_DTYPES = {torch.float32: 0, torch.bfloat16: 1}  # KV pools the kernel take
 class StackLayer:
     in_norm: torch.Tensor       # fp32 [hidden] (Gemma-style offsets already added)
     post_norm: torch.Tensor     # fp32 [hidden]
-    qkv: BlockWeight            # [(H + 2 KVH) D, hidden]
-    qkv_bias: torch.Tensor | None  # fp32 [(H + 2 KVH) D]
-    o: BlockWeight              # [hidden, H D]
-    gate_up: BlockWeight        # [2 I, hidden], gate rows then up rows
-    down: BlockWeight           # [hidden, I]
+    # The linears' weights: all panels (cpu_quant_panel.cpp's kernel) or all blocks (scalar=True)
+    qkv: BlockWeight | PanelWeight  # [(H + 2 KVH) D, hidden]
+    qkv_bias: torch.Tensor | None   # fp32 [(H + 2 KVH) D]
+    o: BlockWeight | PanelWeight    # [hidden, H D]
+    gate_up: BlockWeight | PanelWeight  # [2 I, hidden], gate rows then up rows
+    down: BlockWeight | PanelWeight     # [hidden, I]
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,9 +51,10 @@ def _lib() -> ctypes.CDLL | None:
     return lib
 
 
-def _linear_words(w: BlockWeight, bias: torch.Tensor | None) -> list[int]:
+def _linear_words(w: BlockWeight | PanelWeight, bias: torch.Tensor | None) -> list[int]:
     n, k = w.shape
-    return [FORMATS[w.fmt], w.qs.data_ptr(), w.d.data_ptr(), 0 if w.m is None else w.m.data_ptr(),
+    quants = w.qs if isinstance(w, BlockWeight) else w.q
+    return [FORMATS[w.fmt], quants.data_ptr(), w.d.data_ptr(), 0 if w.m is None else w.m.data_ptr(),
             0 if bias is None else bias.data_ptr(), n, k]
 
 

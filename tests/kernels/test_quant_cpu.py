@@ -1,6 +1,7 @@
-"""The block-quantized linear kernel (kernels/cpu_quant.cpp) against a torch reference: for Q4_0,
-Q4_1 and Q8_0, odd shapes (K a multiple of 32 but not of 256, N not a multiple of the kernel's 4-row
-tiles), 1..17 rows, on the path this CPU picks and on the forced scalar one."""
+"""The block-quantized linear kernels against a torch reference: cpu_quant.cpp's (1..17 rows, on the
+path this CPU picks and on the forced scalar one) and cpu_quant_panel.cpp's (1..67 rows: its 4-row
+micro-kernel's remainders and 64-row blocks), for Q4_0, Q4_1 and Q8_0, odd shapes (K a multiple of
+32 but not of 256, N not a multiple of 4-row tiles or 8-column panels, more than 16 panels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,24 @@ def test_gemm_matches_dequantized_matmul(fmt: str, n: int, k: int, scalar: bool)
         # Against float activations: the q8 rounding costs about 0.5% of the output's norm.
         ref = x @ wd.T + bias
         assert ((y - ref).norm() / ref.norm()).item() < 0.02
+
+
+@pytest.mark.skipif(not cpu_quant.panels_available(), reason="the panel kernel needs AVX2 + FMA + F16C")
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("n,k", SHAPES)
+def test_panels_match_the_dequantized_matmul(fmt: str, n: int, k: int) -> None:
+    torch.manual_seed(n + k)
+    w = quantize(torch.randn(n, k) * 0.05, fmt)
+    panels = cpu_quant.pack_panels(w)
+    back = cpu_quant.unpack_panels(panels)  # the layout change moves bytes only
+    assert torch.equal(back.qs, w.qs) and torch.equal(back.d, w.d)
+    assert (back.m is None) == (w.m is None) and (w.m is None or torch.equal(back.m, w.m))
+    wd, bias = dequantize(w), torch.randn(n)
+    for m in (1, 3, 4, 5, 17, 64, 67):
+        x = torch.randn(m, k)
+        y = cpu_quant.gemm_panels(x, panels, bias if m % 2 else None)
+        exact = _q8_activations(x) @ wd.T + (bias if m % 2 else 0)
+        torch.testing.assert_close(y, exact, rtol=1e-4, atol=1e-4 * exact.abs().max().item())
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

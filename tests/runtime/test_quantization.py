@@ -117,8 +117,10 @@ PARITY_TOKENS = 48
 # Measured (bench machine, AVX2): fp32 teacher-forced against its own decode agrees on 0.98 of tokens
 # (prefill and decode round differently near ties); int8 weight-only on 0.93 (2 prompts x 64) and
 # 0.951 (these 3 prompts x 48); int4 (int8 LM head) on 0.94 (2 x 64). Our block kernels (q8
-# activations), 5 prompts x 48: auto and int4 (the very same Q4_1 / Q8_0 blocks) 0.988, int8 0.967.
-MIN_AGREEMENT = {"int8": 0.88, "int4": 0.88, "auto": 0.95}
+# activations), 5 prompts x 48: auto and int4 (the very same Q4_1 / Q8_0 blocks) 0.988, int8 0.967,
+# while prompts multiplied fp32 tiles. Since every row count runs the panel kernel (int8 activations
+# in prefill too, as llama.cpp's), these 3 prompts x 48: 0.938 for each mode.
+MIN_AGREEMENT = {"int8": 0.88, "int4": 0.88, "auto": 0.9}
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4", "auto"])

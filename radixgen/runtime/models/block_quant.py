@@ -7,9 +7,11 @@ Modes:
   * int8 / int4: every linear is quantized at load to Q8_0 / Q4_1 blocks (the LM head to Q8_0 with
     int4, as GGUF files keep it); where the GGUF already holds that format, its blocks are used as
     they are. The embedding table stays float.
-Per call, up to QUANT_MAX_ROWS rows (decode) run the integer kernel; more rows (prefill) multiply
-fp32 tiles dequantized on the fly (at most PREFILL_TILE_BYTES of them at once), since a fp32 GEMM
-does more per instruction than AVX2's u8 x s8 pair sums once the weights are no longer the bound.
+Where the CPU has AVX2 + FMA + F16C, every call runs the panel kernel (cpu_quant_panel.cpp: 8
+output columns per register, activations quantized per row and block to int8 on the fly), from 1
+row to a prefill chunk; the weights are held in its layout only. Elsewhere (or with
+RADIXGEN_QUANT_SCALAR=1) up to QUANT_MAX_ROWS rows run cpu_quant.cpp's plain C++ kernel and more
+rows multiply fp32 tiles dequantized on the fly (at most PREFILL_TILE_BYTES of them at once).
 """
 from __future__ import annotations
 
@@ -21,15 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from radixgen.kernels import cpu_quant
-from radixgen.kernels.cpu_quant import BlockWeight, cat_rows, dequantize, dequantize_rows
+from radixgen.kernels.cpu_quant import BlockWeight, PanelWeight, cat_rows, dequantize, dequantize_rows
 from radixgen.kernels.cpu_quant_stack import QuantStack, StackLayer
 
 from .layers import DecoderLayer
 
 log = logging.getLogger("radixgen")
-# SmolLM2's linears, AMD EPYC Zen 3 (AVX2), one thread, kernel vs fp32 F.linear: 1.2-2.4x faster
-# at 1-4 rows (lm_head 2-6x), 0.75-0.95x at 16, 0.5-0.8x at 32-512; the fp32 tiles 0.85-1.1x from 32
-# rows on (bench/quant.py --kernels).
+# The decode stack (one C++ call for all layers) takes forwards of up to this many rows.
 QUANT_MAX_ROWS = 16
 PREFILL_TILE_BYTES = 4 << 20
 # Fused linears of the model -> the HF tensors they stack along N (see LlamaForCausalLM.load_hf_state_dict).
@@ -46,18 +46,33 @@ class BlockQuantLinear(nn.Module):
     def __init__(self, weight: BlockWeight, bias: torch.Tensor | None):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.weight_q = weight  # a plain attribute: model.to(dtype) must not cast the fp16 scales
+        # Plain attributes, not buffers: model.to(dtype) must not cast the fp16 scales. One layout
+        # is kept: the panels where their kernel runs, else the blocks as loaded.
+        self.panels: PanelWeight | None = cpu_quant.pack_panels(weight) if cpu_quant.panels_available() else None
+        self._blocks = weight if self.panels is None else None
         self.bias = None if bias is None else bias.detach().float().contiguous()
         self.scalar = cpu_quant.force_scalar()
         self.tile_rows = max(1, PREFILL_TILE_BYTES // (4 * self.in_features))
+
+    @property
+    def weight_q(self) -> BlockWeight:
+        """W as blocks (unpacked from the panels, exactly, when those are what is held)."""
+        return self._blocks if self._blocks is not None else cpu_quant.unpack_panels(self.panels)
+
+    @property
+    def kernel_weight(self) -> BlockWeight | PanelWeight:
+        """The layout this layer's kernel reads (what the decode stack's table points at)."""
+        return self.panels if self.panels is not None else self._blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype, m = x.dtype, x.shape[0]
         if m == 0:
             return x.new_empty(0, self.out_features)
         x = x.float().contiguous()
-        if m <= QUANT_MAX_ROWS:
-            y = cpu_quant.gemm(x, self.weight_q, self.bias, self.scalar)
+        if self.panels is not None:
+            y = cpu_quant.gemm_panels(x, self.panels, self.bias)
+        elif m <= QUANT_MAX_ROWS:
+            y = cpu_quant.gemm(x, self._blocks, self.bias, self.scalar)
         else:
             y = self._tiled(x)
         return y if dtype is torch.float32 else y.to(dtype)
@@ -66,11 +81,11 @@ class BlockQuantLinear(nn.Module):
         """x fp32 [M, K] -> [M, N] through fp32 tiles of W of tile_rows rows each."""
         n = self.out_features
         if n <= self.tile_rows:
-            return F.linear(x, dequantize_rows(self.weight_q, 0, n, self.scalar), self.bias)
+            return F.linear(x, dequantize_rows(self._blocks, 0, n, self.scalar), self.bias)
         out = torch.empty(x.shape[0], n, dtype=torch.float32)  # [M, N]
         for n0 in range(0, n, self.tile_rows):
             n1 = min(n, n0 + self.tile_rows)
-            out[:, n0:n1] = F.linear(x, dequantize_rows(self.weight_q, n0, n1, self.scalar))
+            out[:, n0:n1] = F.linear(x, dequantize_rows(self._blocks, n0, n1, self.scalar))
         return out if self.bias is None else out.add_(self.bias)
 
     def dequantized(self) -> torch.Tensor:
@@ -80,7 +95,8 @@ class BlockQuantLinear(nn.Module):
         """Nothing to build per shape."""
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, {self.weight_q.fmt}"
+        w = self.kernel_weight
+        return f"in={self.in_features}, out={self.out_features}, {w.fmt}{' panels' if self.panels is not None else ''}"
 
 
 class BlockQuantEmbedding(nn.Module):
@@ -167,8 +183,8 @@ def decode_stack(model: nn.Module) -> QuantStack | None:
         if any(m.bias is not None for m in linears[1:]):
             return None
         layers.append(StackLayer(layer.input_layernorm.weight.detach(), layer.post_attention_layernorm.weight.detach(),
-                                 attn.qkv_proj.weight_q, attn.qkv_proj.bias, attn.o_proj.weight_q,
-                                 mlp.gate_up_proj.weight_q, mlp.down_proj.weight_q))
+                                 attn.qkv_proj.kernel_weight, attn.qkv_proj.bias, attn.o_proj.kernel_weight,
+                                 mlp.gate_up_proj.kernel_weight, mlp.down_proj.kernel_weight))
     first = model.layers[0].self_attn
     return QuantStack(layers, model.norm.weight.detach(), model.norm.eps, first.h, first.kvh, first.d, first.scale,
-                      scalar=first.qkv_proj.scalar)
+                      scalar=first.qkv_proj.panels is None)
