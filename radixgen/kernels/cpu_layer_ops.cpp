@@ -254,7 +254,10 @@ void rg_silu_mul_f32(const float* gate_up, float* out, int64_t T, int64_t I, int
     const float* g = gate_up + t * 2 * I;
     const float* u = g + I;
     float* o = out + t * I;
-    for (int64_t i = 0; i < I; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+    // silu as the bf16 op's (exp_nonpos, e = exp(-|x|) <= 1): vectorizes, where std::exp kept
+    // the loop scalar (7% of a 256-request seed run on an AVX2 Zen 3)
+#pragma omp simd
+    for (int64_t i = 0; i < I; ++i) o[i] = silu(g[i]) * u[i];
   }
 }
 
