@@ -1,5 +1,5 @@
-// A Llama-family decoder stack over block-quantized weights, for a few rows (decode steps of small
-// batches), in one call from kernels/cpu_quant_stack.py.
+// A Llama-family decoder stack over block-quantized weights, for decode steps (any batch) and forwards
+// of a few rows, in one call from kernels/cpu_quant_stack.py.
 //
 // Why: at batch 1 a step of SmolLM2-135M is 30 layers x ~10 ops. Called one by one from Python,
 // their dispatch (module calls, tensor allocations, ctypes) cost as much as the weights' read: on

@@ -1,5 +1,5 @@
 """A Llama-family decoder stack over block-quantized weights in one C++ call (cpu_quant_stack.cpp),
-for forwards of a few rows: decode steps of small batches.
+for decode steps (any batch) and forwards of a few rows.
 
 Why: at batch 1 the quantized linears read 4-8x fewer bytes than fp32 ones, and the ~300 small
 Python-side calls around them (norms, rotary, attention, module dispatch) became half the step.

@@ -32,16 +32,17 @@ def _save(name: str, path, bundled_dir: str) -> str:
     return str(path)
 
 
-def _prompts() -> list[list[int]]:
+def _prompts(extra: int = 0) -> list[list[int]]:
+    """3 prompts (two share a prefix), then `extra` short ones (a decode batch past 16 rows)."""
     gen = torch.Generator().manual_seed(3)
     ids = lambda n: torch.randint(100, 49000, (n,), generator=gen).tolist()  # noqa: E731
     shared = ids(12)
-    return [ids(5), shared + ids(9), shared + ids(30)]
+    return [ids(5), shared + ids(9), shared + ids(30)] + [ids(4) for _ in range(extra)]
 
 
-def _run(eng: radixgen.Engine) -> list[tuple[list[int], list[float]]]:
+def _run(eng: radixgen.Engine, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
     eng.flush_cache()
-    outs = eng.generate(input_ids=_prompts(), return_logprob=True,
+    outs = eng.generate(input_ids=prompts, return_logprob=True,
                         sampling_params={"temperature": 0, "max_new_tokens": 12, "min_new_tokens": 12})
     return [(o["output_ids"], [lp[0] for lp in o["meta_info"]["output_token_logprobs"]]) for o in outs]
 
@@ -59,11 +60,13 @@ def test_stack_matches_the_per_layer_path_bit_for_bit(family, mode, kv, tmp_path
         calls = []
         run = stack.run
         stack.run = lambda *args: calls.append(args[0].shape[0]) or run(*args)  # count, then the real call
-        with_stack = _run(eng)
+        few, many = _prompts(), _prompts(extra=17)
+        with_stack = _run(eng, few), _run(eng, many)
         model.decode_stack = None
-        per_layer = _run(eng)
+        per_layer = _run(eng, few), _run(eng, many)
         eng.check()
-    assert 3 in calls and 8 in calls  # decode steps of the 3 requests and 8-token prefill chunks took it
+    # decode steps of the 3 and of the 20 requests and the 8-token prefill chunks took it
+    assert 3 in calls and 20 in calls and 8 in calls
     assert with_stack == per_layer
 
 

@@ -35,7 +35,7 @@ def llama_arch(config: Any) -> ModelArch:
 class LlamaForCausalLM(nn.Module):
     layer_class: type[nn.Module] = DecoderLayer
     per_layer_rope = False  # the config's rope settings are keyed by layer type (Gemma 3)
-    decode_stack = None  # QuantStack: every layer in one kernel call for small forwards (see prepack)
+    decode_stack = None  # QuantStack: every layer in one kernel call for decode steps and small forwards (see prepack)
 
     def __init__(self, arch: ModelArch, hf_config: Any, max_pos: int):
         super().__init__()
@@ -73,7 +73,7 @@ class LlamaForCausalLM(nn.Module):
                     for name in self.rope_names}  # [T, R] each
         x = self.embed(input_ids)  # [T, hidden]
         stack = self.decode_stack
-        if stack is not None and input_ids.numel() <= QUANT_MAX_ROWS:
+        if stack is not None and (input_ids.numel() <= QUANT_MAX_ROWS or ctx.meta.is_decode):
             cos, sin = ctx.rope[self.rope_names[0]]
             if stack.supports(ctx.backend, x, cos, ctx.k_pool, ctx.v_pool, ctx.meta):
                 return stack.run(x, cos, sin, ctx.k_pool, ctx.v_pool, ctx.meta)
