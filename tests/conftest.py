@@ -19,9 +19,10 @@ def bundled_dir() -> str:
     return str(resolve_model_dir(None, EngineConfig().cache_dir))
 
 
-# The real model loads 2-3 times a run: once in the dtype `auto` picks on this CPU (bf16 with AMX or
-# AVX512-BF16, float32 elsewhere), shared by every test that does not care, once in the other dtype
-# for the parity (float32) or bf16 tests, and once in the session's server process.
+# The real model loads 2-3 times a run: once as the defaults pick on this CPU (bf16 with AMX or
+# AVX512-BF16; float32 elsewhere, with the GGUF's own quantized blocks), shared by every test that
+# does not care, once as the float model for the parity (float32) or bf16 tests, and once in the
+# session's server process.
 ENGINE_KW = {"max_total_tokens": 30000}
 
 
@@ -33,10 +34,12 @@ def engine():
 
 
 def _engine_in(dtype: torch.dtype, shared: radixgen.Engine):
-    if shared.core.runner.dtype == dtype:
+    """The float model in `dtype` (the shared engine where it is that: not where quantization auto
+    swapped in the GGUF's blocks, as it does on CPUs running fp32)."""
+    if shared.core.runner.dtype == dtype and shared.core.runner.quantization == "none":
         yield shared
         return
-    with radixgen.Engine(dtype=str(dtype).removeprefix("torch."), **ENGINE_KW) as eng:
+    with radixgen.Engine(dtype=str(dtype).removeprefix("torch."), quantization="none", **ENGINE_KW) as eng:
         yield eng
 
 

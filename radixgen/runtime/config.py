@@ -20,7 +20,7 @@ KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
 class EngineConfig:
     model: str | None = None              # HF dir, .gguf file, or None for the bundled SmolLM2-135M-Instruct
     dtype: str = "auto"                   # auto: bf16 where the CPU has AMX/AVX512-BF16 or on CUDA, else fp32
-    quantization: str = "none"            # none | auto (a GGUF's own blocks) | int8 | int4 | int8-dynamic (models/block_quant.py)
+    quantization: str = "auto"            # auto: a GGUF's own blocks where the CPU runs fp32 (no AMX / AVX512-BF16), else float | none | int8 | int4 | int8-dynamic (models/block_quant.py)
     kv_cache_dtype: str = "auto"          # auto: bf16 under our block-quantized linears on the CPU (as llama.cpp keeps f16), else the model dtype
     device: str = "auto"                  # auto: cuda if available, else cpu
     page_size: int = 1                    # KV slots per page
@@ -63,7 +63,7 @@ class EngineConfig:
         for name in ("page_size", "max_running_requests", "chunked_prefill_size", "tp_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.tp_size > 1 and self.quantization != "none":
+        if self.tp_size > 1 and self.quantization not in ("none", "auto"):
             raise ValueError(f"quantization={self.quantization!r} with tp_size > 1 is not built: "
                              "use quantization='none' or tp_size=1")
         if self.tp_size > 1 and self.device.startswith("cuda"):

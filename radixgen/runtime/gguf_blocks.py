@@ -78,10 +78,15 @@ def write_blocks(gguf_path: Path, model_dir: Path) -> None:
     os.replace(tmp, model_dir / BLOCKS_FILE)
 
 
+def has_blocks(model_dir: Path) -> bool:
+    """Whether model_dir was converted from a GGUF file whose quantized blocks are cached beside it."""
+    return (model_dir / BLOCKS_FILE).is_file()
+
+
 def load_blocks(model_dir: Path) -> dict[str, BlockWeight]:
     """The cached blocks of model_dir by HF tensor name ({} where there is no GGUF source)."""
     path = model_dir / BLOCKS_FILE
-    if not path.is_file():
+    if not has_blocks(model_dir):
         return {}
     blocks: dict[str, BlockWeight] = {}
     with safe_open(str(path), "pt") as f:

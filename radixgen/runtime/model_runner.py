@@ -18,7 +18,7 @@ from radixgen.kernels import AttnMeta, cpu_quant, get_backend, get_layer_ops
 
 from .config import EngineConfig
 from .memory_pool import KVPool
-from .gguf_blocks import load_blocks
+from .gguf_blocks import has_blocks, load_blocks
 from .model_loader import load_state_dict, resolve_model_dir
 from .models import registry
 from .models.layers import ForwardContext
@@ -54,17 +54,20 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def pick_quantization(name: str, device: torch.device, dtype: torch.dtype) -> str:
+def pick_quantization(name: str, device: torch.device, dtype: torch.dtype, tp_size: int = 1,
+                      gguf: bool = True) -> str:
     """The config's quantization resolved to what the model's quantize() takes: "none"; "block:MODE"
     (auto / int8 / int4 over our block kernels, models/block_quant.py); or a PyTorch-kernel mode
     (models/quant.py: int8-dynamic, and int8 / int4 where our kernel library could not be built).
-    auto keeps a GGUF's own blocks on a CPU running fp32 (one without AMX / AVX512-BF16, where
-    bf16 is emulated); elsewhere (bf16 CPUs, not measured here; CUDA) it stays float."""
+    auto (the default) keeps a GGUF's own blocks (`gguf`: the model has them) on a CPU running
+    fp32 (one without AMX / AVX512-BF16, where bf16 is emulated); elsewhere (HF checkpoints; bf16
+    CPUs, where AMX bf16 tiles were tuned; CUDA; tensor-parallel ranks) it stays float."""
     if name not in ("none", "auto") and device.type != "cpu":
         raise ValueError(f"quantization={name!r} runs on the CPU only; use quantization='none' on {device}")
     fast = cpu_quant.is_available()
     if name == "auto":
-        return "block:auto" if fast and device.type == "cpu" and dtype == torch.float32 else "none"
+        ok = gguf and fast and device.type == "cpu" and dtype == torch.float32 and tp_size == 1
+        return "block:auto" if ok else "none"
     if name in ("int8", "int4") and fast:
         return f"block:{name}"
     return name
@@ -105,14 +108,15 @@ class ModelRunner:
         self.config = config
         self.device = pick_device(config.device)
         self.dtype = pick_dtype(config.dtype, self.device)
-        self.quantization = pick_quantization(config.quantization, self.device, self.dtype)
-        self.kv_dtype = pick_kv_dtype(config.kv_cache_dtype, self.dtype, self.quantization)
         if config.tp_size > 1 and self.device.type != "cpu":
             raise ValueError(f"tp_size > 1 runs on the CPU (gloo) only; NCCL on {self.device} is not built: "
                              "pass device='cpu' or tp_size=1")
         if self.device.type == "cpu":  # the threads are split between the ranks
             torch.set_num_threads(max(1, (config.num_threads or os.cpu_count() or 1) // config.tp_size))
         self._read_model(config)
+        self.quantization = pick_quantization(config.quantization, self.device, self.dtype, config.tp_size,
+                                              has_blocks(self.model_dir))
+        self.kv_dtype = pick_kv_dtype(config.kv_cache_dtype, self.dtype, self.quantization)
         if config.tp_size > 1:
             check_divisible(self.arch, config.tp_size)
         self.context_length = config.context_length or self.arch.max_position_embeddings

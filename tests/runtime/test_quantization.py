@@ -85,8 +85,8 @@ def test_int4_holds_bundled_q4_1_weights_exactly(bundled_dir: str) -> None:
 def test_config_and_cli_take_quantization() -> None:
     import argparse
     from radixgen.runtime.config import add_cli_args, from_cli_args
-    assert EngineConfig().quantization == "none"
-    assert EngineConfig(quantization="auto").quantization == "auto"
+    assert EngineConfig().quantization == "auto"
+    assert EngineConfig(quantization="none").quantization == "none"
     with pytest.raises(ValueError, match="quantization"):
         EngineConfig(quantization="int3")
     parser = argparse.ArgumentParser()
