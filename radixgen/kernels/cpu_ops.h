@@ -29,9 +29,8 @@ void rg_silu_mul_f32(const float* gate_up, float* out, int64_t T, int64_t I, int
 
 // cpu_quant.cpp
 void rg_quant_gemm(int fmt, const uint8_t* qs, const uint16_t* d, const uint16_t* mn, const float* bias,
-                   const float* x, float* out, int64_t M, int64_t N, int64_t K, int scalar, int threads);
-void rg_quant_rows(const float* x, int64_t M, int64_t K, int8_t* xq, float* dx, float* sx, int scalar,
-                   int threads);
+                   const float* x, float* out, int64_t M, int64_t N, int64_t K, int threads);
+void rg_quant_rows(const float* x, int64_t M, int64_t K, int8_t* xq, float* dx, float* sx, int threads);
 
 // cpu_quant_panel.cpp
 void rg_quant_gemm_panels(int fmt, const uint8_t* pq, const uint16_t* pd, const uint16_t* pm, const float* bias,

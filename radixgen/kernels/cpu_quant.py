@@ -1,15 +1,17 @@
-"""Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0) and the CPU kernel that multiplies by them
-(cpu_quant.cpp, built into the same library as the attention kernel, see cpu.py).
+"""Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0) and the CPU kernels that multiply by them
+(cpu_quant_panel.cpp, cpu_quant.cpp; built into the same library as the attention kernel, see cpu.py).
 
-A weight W [N, K] is held as `BlockWeight`: qs uint8 [N, K / 32 * QB] (QB = 16 bytes of nibbles per
-block for 4-bit, 32 int8 for Q8_0, in GGUF's order), d and m fp16 [N, K / 32] (scales; mins for
+A weight W [N, K] is loaded as `BlockWeight`: qs uint8 [N, K / 32 * QB] (QB = 16 bytes of nibbles
+per block for 4-bit, 32 int8 for Q8_0, in GGUF's order), d and m fp16 [N, K / 32] (scales; mins for
 Q4_1 only). `from_gguf` repacks a GGUF tensor's raw blocks into it without rounding anything;
-`quantize` makes one from a float weight as ggml does. `gemm` runs the kernel (activations
-quantized per row and block to int8 on the fly); `dequantize` is the torch reference it is tested
-against and `dequantize_rows` the kernel's own (prefill multiplies fp32 tiles of it).
+`quantize` makes one from a float weight as ggml does; `dequantize` is the torch reference.
+Where the CPU has AVX2 + FMA + F16C, `pack_panels` moves its bytes into the panel kernel's layout
+(`PanelWeight`, 8 output columns per panel) and `gemm_panels` multiplies, for any row count
+(activations quantized per row and block to int8 on the fly). Elsewhere the portable kernels
+remain: `gemm` (plain C++, the same arithmetic) for a few rows, `dequantize_rows` for fp32 tiles.
 
-RADIXGEN_QUANT_SCALAR=1 forces the kernel's plain C++ path (read when a layer is built), so the
-fallback for CPUs without AVX2 + FMA + F16C can be tested anywhere.
+RADIXGEN_QUANT_SCALAR=1 forces the portable kernels (read when a layer is built), so the fallback
+for CPUs without AVX2 + FMA + F16C can be tested anywhere.
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ QK = 32  # weights per block
 FORMATS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # ggml's type ids
 _QB = {"Q4_0": 16, "Q4_1": 16, "Q8_0": 32}  # quant bytes per block
 _GGUF_BLOCK = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}  # bytes per block in a GGUF file
-ISA_NAMES = {0: "scalar", 1: "avx2 (maddubs)", 2: "avx-vnni", 3: "avx512-vnni"}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
@@ -117,16 +118,15 @@ def _lib() -> ctypes.CDLL | None:
     lib = load_library()
     if lib is None:
         return None
-    lib.rg_quant_isa.restype = _int
     lib.rg_quant_gemm.restype = None
-    lib.rg_quant_gemm.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int, _int]
+    lib.rg_quant_gemm.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int]
     lib.rg_quant_panels_available.restype = _int
     lib.rg_quant_pack_panels.restype = None
     lib.rg_quant_pack_panels.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr]
     lib.rg_quant_gemm_panels.restype = None
     lib.rg_quant_gemm_panels.argtypes = [_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _int]
     lib.rg_quant_dequant.restype = None
-    lib.rg_quant_dequant.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _int, _int]
+    lib.rg_quant_dequant.argtypes = [_int, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _int]
     return lib
 
 
@@ -139,11 +139,13 @@ def force_scalar() -> bool:
 
 
 def kernel_path() -> str:
-    """The path `gemm` takes on this machine: 'avx2 (maddubs)', 'avx-vnni', ..., or 'unavailable'."""
+    """The path the block-quantized linears take on this machine, for the start-up line."""
     lib = _lib()
     if lib is None:
         return "unavailable"
-    return "scalar (forced)" if force_scalar() else ISA_NAMES[int(lib.rg_quant_isa())]
+    if force_scalar():
+        return "scalar (forced)"
+    return "panels, avx2 (maddubs)" if lib.rg_quant_panels_available() else "scalar"
 
 
 def cpu_kind() -> str:
@@ -164,23 +166,23 @@ def _ptrs(w: BlockWeight) -> tuple[int, int, int]:
     return w.qs.data_ptr(), w.d.data_ptr(), 0 if w.m is None else w.m.data_ptr()
 
 
-def gemm(x: torch.Tensor, w: BlockWeight, bias: torch.Tensor | None = None, scalar: bool = False) -> torch.Tensor:
-    """x fp32 [M, K] -> fp32 [M, N] = x W^T (+ bias fp32 [N]), x quantized to int8 per 32-block."""
+def gemm(x: torch.Tensor, w: BlockWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x fp32 [M, K] -> fp32 [M, N] = x W^T (+ bias fp32 [N]), x quantized to int8 per 32-block:
+    the portable kernel (plain C++), the fallback for few rows where the panels cannot run."""
     n, k = w.shape
     x = x.float().contiguous()
     out = torch.empty(x.shape[0], n, dtype=torch.float32)
     b = 0 if bias is None else bias.data_ptr()
     _lib().rg_quant_gemm(FORMATS[w.fmt], *_ptrs(w), b, x.data_ptr(), out.data_ptr(), x.shape[0], n, k,
-                         int(scalar), torch.get_num_threads())
+                         torch.get_num_threads())
     return out
 
 
-def dequantize_rows(w: BlockWeight, n0: int, n1: int, scalar: bool = False) -> torch.Tensor:
-    """Rows n0 .. n1 - 1 of W as fp32 [n1 - n0, K], by the kernel library (prefill tiles)."""
+def dequantize_rows(w: BlockWeight, n0: int, n1: int) -> torch.Tensor:
+    """Rows n0 .. n1 - 1 of W as fp32 [n1 - n0, K], by the kernel library (the fallback's tiles)."""
     k = w.shape[1]
     out = torch.empty(n1 - n0, k, dtype=torch.float32)
-    _lib().rg_quant_dequant(FORMATS[w.fmt], *_ptrs(w), n0, n1, k, out.data_ptr(), int(scalar),
-                              torch.get_num_threads())
+    _lib().rg_quant_dequant(FORMATS[w.fmt], *_ptrs(w), n0, n1, k, out.data_ptr(), torch.get_num_threads())
     return out
 
 

@@ -198,7 +198,7 @@ void rg_quant_gemm_panels(int fmt, const uint8_t* pq, const uint16_t* pd, const 
   const int64_t KB = K / QK;
   std::vector<int8_t> xq(M * K);
   std::vector<float> dx(M * KB), sx(M * KB);
-  rg_quant_rows(x, M, K, xq.data(), dx.data(), sx.data(), 0, threads);
+  rg_quant_rows(x, M, K, xq.data(), dx.data(), sx.data(), threads);
   if (fmt == Q4_0) gemm_panels<Q4_0>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
   else if (fmt == Q4_1) gemm_panels<Q4_1>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
   else gemm_panels<Q8_0>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);

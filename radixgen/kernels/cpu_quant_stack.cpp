@@ -32,10 +32,10 @@ QLinear read_linear(const int64_t* w) {
           reinterpret_cast<const uint16_t*>(w[3]), reinterpret_cast<const float*>(w[4]), w[5], w[6]};
 }
 
-// scalar: the weights are in cpu_quant.cpp's block layout and take its plain C++ path; otherwise
+// scalar: the weights are in cpu_quant.cpp's block layout and take its portable path; otherwise
 // they are panels (cpu_quant_panel.cpp).
 void linear(const QLinear& l, const float* x, float* out, int64_t M, int scalar, int threads) {
-  if (scalar) rg_quant_gemm(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, 1, threads);
+  if (scalar) rg_quant_gemm(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, threads);
   else rg_quant_gemm_panels(l.fmt, l.qs, l.d, l.m, l.bias, x, out, M, l.N, l.K, threads);
 }
 

@@ -1,6 +1,5 @@
-"""The block-quantized linear kernels against a torch reference: cpu_quant.cpp's (1..17 rows, on the
-path this CPU picks and on the forced scalar one) and cpu_quant_panel.cpp's (1..67 rows: its 4-row
-micro-kernel's remainders and 64-row blocks), for Q4_0, Q4_1 and Q8_0, odd shapes (K a multiple of
+"""The block-quantized linear kernels against a torch reference: cpu_quant.cpp's portable one (1..17
+rows) and cpu_quant_panel.cpp's (1..67 rows: its 4-row micro-kernel's remainders and 64-row blocks), for Q4_0, Q4_1 and Q8_0, odd shapes (K a multiple of
 32 but not of 256, N not a multiple of 4-row tiles or 8-column panels, more than 16 panels)."""
 from __future__ import annotations
 
@@ -25,16 +24,15 @@ def _q8_activations(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(g * inv) * (amax / 127.0)).reshape(x.shape)
 
 
-@pytest.mark.parametrize("scalar", [False, True], ids=["simd", "scalar"])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("n,k", SHAPES)
-def test_gemm_matches_dequantized_matmul(fmt: str, n: int, k: int, scalar: bool) -> None:
+def test_gemm_matches_dequantized_matmul(fmt: str, n: int, k: int) -> None:
     torch.manual_seed(n + k)
     w = quantize(torch.randn(n, k) * 0.05, fmt)
     wd, bias = dequantize(w), torch.randn(n)
     for m in (1, 2, 3, 4, 5, 8, 16, 17):
         x = torch.randn(m, k)
-        y = cpu_quant.gemm(x, w, bias, scalar=scalar)
+        y = cpu_quant.gemm(x, w, bias)
         # Against the same int8 activations: only float summation order differs.
         exact = _q8_activations(x) @ wd.T + bias
         torch.testing.assert_close(y, exact, rtol=1e-4, atol=1e-4 * exact.abs().max().item())
@@ -65,9 +63,8 @@ def test_panels_match_the_dequantized_matmul(fmt: str, n: int, k: int) -> None:
 def test_dequantize_rows_is_the_reference(fmt: str) -> None:
     w = quantize(torch.randn(37, 608), fmt)
     ref = dequantize(w)
-    for scalar in (False, True):
-        assert torch.equal(cpu_quant.dequantize_rows(w, 0, 37, scalar), ref)
-        assert torch.equal(cpu_quant.dequantize_rows(w, 5, 9, scalar), ref[5:9])
+    assert torch.equal(cpu_quant.dequantize_rows(w, 0, 37), ref)
+    assert torch.equal(cpu_quant.dequantize_rows(w, 5, 9), ref[5:9])
 
 
 def _gguf_bytes(fmt: str, d: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -132,6 +129,6 @@ def test_forced_scalar_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_quant.force_scalar() and cpu_quant.kernel_path() == "scalar (forced)"
     from radixgen.runtime.models.block_quant import BlockQuantLinear
     layer = BlockQuantLinear(quantize(torch.randn(8, 64), "Q4_1"), None)
-    assert layer.scalar
+    assert layer.panels is None and not cpu_quant.panels_available()
     monkeypatch.delenv("RADIXGEN_QUANT_SCALAR")
     assert not cpu_quant.force_scalar() and cpu_quant.kernel_path() != "scalar (forced)"

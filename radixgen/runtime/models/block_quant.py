@@ -52,7 +52,6 @@ class BlockQuantLinear(nn.Module):
         self.panels: PanelWeight | None = cpu_quant.pack_panels(weight) if cpu_quant.panels_available() else None
         self._blocks = weight if self.panels is None else None
         self.bias = None if bias is None else bias.detach().float().contiguous()
-        self.scalar = cpu_quant.force_scalar()
         self.tile_rows = max(1, PREFILL_TILE_BYTES // (4 * self.in_features))
 
     @property
@@ -73,7 +72,7 @@ class BlockQuantLinear(nn.Module):
         if self.panels is not None:
             y = cpu_quant.gemm_panels(x, self.panels, self.bias)
         elif m <= QUANT_MAX_ROWS:
-            y = cpu_quant.gemm(x, self._blocks, self.bias, self.scalar)
+            y = cpu_quant.gemm(x, self._blocks, self.bias)
         else:
             y = self._tiled(x)
         return y if dtype is torch.float32 else y.to(dtype)
@@ -82,11 +81,11 @@ class BlockQuantLinear(nn.Module):
         """x fp32 [M, K] -> [M, N] through fp32 tiles of W of tile_rows rows each."""
         n = self.out_features
         if n <= self.tile_rows:
-            return F.linear(x, dequantize_rows(self._blocks, 0, n, self.scalar), self.bias)
+            return F.linear(x, dequantize_rows(self._blocks, 0, n), self.bias)
         out = torch.empty(x.shape[0], n, dtype=torch.float32)  # [M, N]
         for n0 in range(0, n, self.tile_rows):
             n1 = min(n, n0 + self.tile_rows)
-            out[:, n0:n1] = F.linear(x, dequantize_rows(self._blocks, n0, n1, self.scalar))
+            out[:, n0:n1] = F.linear(x, dequantize_rows(self._blocks, n0, n1))
         return out if self.bias is None else out.add_(self.bias)
 
     def dequantized(self) -> torch.Tensor:
