@@ -6,8 +6,11 @@ shut down, so one system at a time holds the cores) transformers. With --repeat 
 N times and the table gives medians: on this shared machine either system's time moves by +-30%
 over minutes, so one pair's ratio says little on its own.
 
-    python bench/offline.py [--model PATH|gemma3-270m] [--dtype bfloat16|float32] [--sizes 4,8,16,32,64,256]
-                            [--skip-hf] [--repeat N] [--quantization none|auto|int8|int4]
+    python bench/offline.py [--model PATH|gemma3-270m] [--dtype auto|bfloat16|float32] [--sizes 4,8,16,32,64,256]
+                            [--skip-hf] [--repeat N] [--quantization auto|none|int8|int4]
+
+Defaults are the engine's: on a CPU with AMX / AVX512-BF16 both systems run bf16; elsewhere fp32,
+radixgen on the GGUF's own blocks (each system in its best precision for the CPU).
 
 Prints a table and writes bench/results/offline.{json,png} (offline-<model>.{json,png} with --model).
 """
@@ -63,12 +66,13 @@ def radixgen_fresh(args: argparse.Namespace, n: int) -> tuple[tuple[float, int],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="HF dir, .gguf file or packaged name (default: bundled SmolLM2)")
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default="auto", help="radixgen's (and so transformers') dtype; auto: the engine's pick")
     ap.add_argument("--sizes", default="4,8,16,32,64,256")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--skip-hf", action="store_true")
-    ap.add_argument("--quantization", default="none",
-                    help="radixgen's weights (auto: a GGUF's own blocks); transformers runs the float model")
+    ap.add_argument("--quantization", default="auto",
+                    help="radixgen's weights (auto, the engine's default: a GGUF's own blocks on a CPU running "
+                         "fp32, else float); transformers runs the float model")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds over the sizes; the table gives medians and each round's speed-up")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both systems")

@@ -12,9 +12,10 @@ predicted from the tokens before it in its window; ppl = exp(-mean log p) over a
 Modes: fp32 and bf16 are the float model (dtype float32 / bfloat16, quantization none; bf16 is
 emulated, slowly, on CPUs without AVX512-BF16 / AMX); int8 / int4 / auto are the block-quantized
 linears (runtime/models/block_quant.py) in float32. Two columns per engine mode: the default prefill
-chunk (2048 tokens: a window in one forward, so a quantized linear multiplies fp32 tiles dequantized
-from its blocks, QUANT_MAX_ROWS = 16) and chunked_prefill_size = --small-chunk (every linear call of
-at most 16 rows: the int8-activation kernel that decode runs). Each mode runs in a fresh process.
+chunk (2048 tokens: a window in one forward) and chunked_prefill_size = --small-chunk (forwards of
+at most 16 rows: the one-call decoder stack that decode steps run). Where the CPU has AVX2 both run
+the panel kernel (int8 activations, as llama.cpp's); elsewhere the one-chunk column multiplies fp32
+tiles dequantized from the blocks. Each mode runs in a fresh process.
 Prints a table and writes bench/results/perplexity.json.
 """
 from __future__ import annotations

@@ -188,7 +188,7 @@ def dequantize_rows(w: BlockWeight, n0: int, n1: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PanelWeight:
-    """W in cpu_quant_panel.cpp's layout, for many rows: 8 output columns per panel."""
+    """W in cpu_quant_panel.cpp's layout (8 output columns per panel), for any row count."""
     fmt: str
     n: int                  # out_features (the last panel padded with zeros)
     k: int
@@ -225,7 +225,7 @@ def pack_panels(w: BlockWeight) -> PanelWeight:
 def unpack_panels(w: PanelWeight) -> BlockWeight:
     """The inverse of `pack_panels`: chunk c, column j, byte t of a panel's block is byte 4 c + t
     of column j's block (see cpu_quant_panel.cpp)."""
-    p, kb, pb = w.q.shape
+    p, kb, _ = w.q.shape
     qb = _QB[w.fmt]
     qs = w.q.view(p, kb, qb // 4, 8, 4).permute(0, 3, 1, 2, 4).reshape(p * 8, kb * qb)[: w.n]
     rows = lambda t: t.permute(0, 2, 1).reshape(p * 8, kb)[: w.n].contiguous()  # noqa: E731

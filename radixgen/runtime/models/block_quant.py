@@ -166,8 +166,8 @@ def quantize_model(model: nn.Module, mode: str, blocks: dict[str, BlockWeight], 
 
 def decode_stack(model: nn.Module) -> QuantStack | None:
     """The model's decoder layers as one kernel call for decode steps and forwards of up to
-    QUANT_MAX_ROWS rows (kernels/cpu_quant_stack.py), or None where that kernel does not cover the model: a linear left
-    float, GeLU, q/k norms, sliding windows, soft-capping, a family's own layer class.
+    QUANT_MAX_ROWS rows (kernels/cpu_quant_stack.py), or None where that kernel does not cover the
+    model: a linear left float, GeLU, q/k norms, sliding windows, soft-capping, a family's own layer class.
     RADIXGEN_NO_QUANT_STACK=1 turns it off (A/B runs, tests of the per-layer path)."""
     arch = model.arch
     if (os.environ.get("RADIXGEN_NO_QUANT_STACK", "") not in ("", "0") or not cpu_quant.is_available()
