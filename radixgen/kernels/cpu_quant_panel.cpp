@@ -1,15 +1,17 @@
-// Block-quantized linears for many rows (batched decode steps, prefill chunks), on integers, called
-// through ctypes from kernels/cpu_quant.py.
+// Block-quantized linears for every row count (decode steps of any batch, prefill chunks), on
+// integers, called through ctypes from kernels/cpu_quant.py and from the decode stack.
 //
-// Why: past ~16 rows a step is bound by arithmetic, not by reading the weights. cpu_quant.cpp's
-// kernel computes one output column per register (its 8 lanes are 8 slices of a block's 32 k,
-// summed at the end), which costs ~6 instructions per 32 multiply-adds; fp32 tiles through torch's
-// GEMM did better there, at ~60-70 GFLOP/s on one Zen 3 core. Here a register holds 8 output
-// columns x 4 k (the "VNNI" layout), one broadcast 4-byte group of an activation row multiplies all
-// 8 columns, and a 4-bit block's 8 products per lane add up in 16 bits before one widening: ~2.3
-// instructions per 32 multiply-adds. The arithmetic is cpu_quant.cpp's: activations quantized per
-// row and per block of 32 to int8 (rg_quant_rows), an exact integer dot per block, then
-// d * dx * dot (+ m * sx for Q4_1 and Q4_0) in fp32.
+// Why: a kernel that computes one output column per register (its 8 lanes 8 slices of a block's
+// 32 k, summed at the end, as llama.cpp's AVX2 dot products and our first kernel did) costs ~6
+// instructions per 32 multiply-adds: fine at 1 row, where reading the weights bounds the step,
+// but slower than fp32 matmuls (~60-70 GFLOP/s on one Zen 3 core) from ~16 rows, where arithmetic
+// does. Here a register holds 8 output columns x 4 k (the "VNNI" layout), one broadcast 4-byte
+// group of an activation row multiplies all 8 columns, and a 4-bit block's 8 products per lane add
+// up in 16 bits before one widening: ~2.3 instructions per 32 multiply-adds, and no horizontal
+// sums. It also streams each thread's weights in order, which makes it the faster one at 1 row too.
+// The arithmetic is llama.cpp's q8 one: activations quantized per row and per block of 32 to int8
+// (rg_quant_rows), an exact integer dot per block, then d * dx * dot (+ m * sx for Q4_1 and Q4_0)
+// in fp32.
 //
 // Layout (rg_quant_pack_panels, once at load): columns in panels of NP = 8 (the last one padded
 // with zero weights and scales). Per panel and block of 32 k, PB bytes:
