@@ -82,7 +82,8 @@ def cmd_demo(ns: argparse.Namespace) -> None:
         for m, o in list(zip(msgs, outs))[:3]:
             print(f"Q: {m[1]['content']}\nA: {o['text'].strip()}\n")
         print(f"{len(outs)} chat requests, {tokens} tokens generated in {elapsed:.2f} s "
-              f"= {tokens / elapsed:.1f} tokens/s ({engine.core.runner.dtype}, model {engine.model_path})")
+              f"= {tokens / elapsed:.1f} tokens/s ({engine.core.runner.dtype}, linears: "
+              f"{engine.core.runner.kernels['linears']}, model {engine.model_path})")
 
 
 def main(argv: list[str] | None = None) -> None:
