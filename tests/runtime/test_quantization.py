@@ -94,6 +94,20 @@ def test_config_and_cli_take_quantization() -> None:
     assert from_cli_args(parser.parse_args(["--quantization", "int4"])).quantization == "int4"
 
 
+def test_auto_resolves_to_the_gguf_blocks_only_where_they_pay() -> None:
+    """The default: a GGUF's blocks on a CPU running fp32, one rank; float for an HF checkpoint, a
+    bf16 CPU (AMX tiles), CUDA, tensor-parallel ranks."""
+    from radixgen.runtime.model_runner import pick_quantization
+    cpu, f32 = torch.device("cpu"), torch.float32
+    expect = "block:auto" if cpu_quant.is_available() else "none"
+    assert pick_quantization("auto", cpu, f32, 1, gguf=True) == expect
+    assert pick_quantization("auto", cpu, f32, 1, gguf=False) == "none"
+    assert pick_quantization("auto", cpu, torch.bfloat16, 1, gguf=True) == "none"
+    assert pick_quantization("auto", cpu, f32, 2, gguf=True) == "none"
+    assert pick_quantization("auto", torch.device("cuda"), f32, 1, gguf=True) == "none"
+    assert pick_quantization("none", cpu, f32, 1, gguf=True) == "none"
+
+
 @pytest.mark.parametrize("mode", ["int8", "int4", "int8-dynamic"])
 def test_engine_generates_with_quantized_linears(tiny_dir: str, mode: str) -> None:
     with radixgen.Engine(model=tiny_dir, quantization=mode, max_total_tokens=2000, dtype="float32") as eng:
