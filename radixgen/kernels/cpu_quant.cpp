@@ -1,4 +1,4 @@
-// Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0: blocks of 32 weights along K), called through
+// Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0, Q4_K: blocks of 32 weights along K), called through
 // ctypes from kernels/cpu_quant.py: the activations' quantization that the panel kernel
 // (cpu_quant_panel.cpp) multiplies, and the portable fallback for CPUs without AVX2 + FMA + F16C
 // (or with RADIXGEN_QUANT_SCALAR=1): a plain C++ matmul for a few rows and the dequantization that
@@ -10,8 +10,8 @@
 //
 // Layout (as loaded, see cpu_quant.py): qs: the quants of row n, block b at qs[(n * KB + b) * QB],
 // QB = 16 bytes for 4-bit (GGUF's nibble order: byte j holds quant j in its low nibble and quant
-// j + 16 in its high one) or 32 int8 for Q8_0; d, m: fp16 [N, KB] scales and (Q4_1) mins. A weight
-// is d * q + m (Q4_1), d * (q - 8) (Q4_0), d * q (Q8_0).
+// j + 16 in its high one) or 32 int8 for Q8_0; d, m: [N, KB] scales and (Q4_1, Q4_K) mins, fp16
+// (fp32 for Q4_K). A weight is d * q + m (Q4_1, Q4_K), d * (q - 8) (Q4_0), d * q (Q8_0).
 // With x = dx * xq per block: sum(w * x) = d dx sum(q xq) + m dx sum(xq), so Q4_1 (and Q4_0, with
 // m = -8 d) needs only sx = dx * sum(xq) per activation block beside the integer dot.
 #include <omp.h>
@@ -29,7 +29,7 @@
 namespace {
 
 constexpr int QK = 32;
-enum Fmt { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };  // ggml's type ids
+enum Fmt { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12 };  // ggml's type ids
 
 inline int64_t block_bytes(int fmt) { return fmt == Q8_0 ? 32 : 16; }
 
@@ -44,6 +44,15 @@ inline float half_to_float(uint16_t h) {
   bits = exp == 31 ? sign | 0x7f800000u | (mant << 13) : sign | ((exp + 112) << 23) | (mant << 13);
   float f;
   std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// A block's scale (or min) as a float: fp16 for Q4_0, Q4_1, Q8_0; fp32 for Q4_K, whose 32-blocks
+// carry d * 6-bit sub-scale (exact in fp32, not in fp16; see cpu_quant.py).
+inline float scale_at(int fmt, const uint16_t* s, int64_t i) {
+  if (fmt != Q4_K) return half_to_float(s[i]);
+  float f;
+  std::memcpy(&f, s + 2 * i, 4);
   return f;
 }
 
@@ -86,9 +95,9 @@ void gemm_scalar(int fmt, const uint8_t* qs, const uint16_t* d, const uint16_t* 
       } else {
         for (int j = 0; j < 16; ++j) dot += int(w[j] & 0x0f) * xb[j] + int(w[j] >> 4) * xb[j + 16];
       }
-      const float dw = half_to_float(d[n * KB + b]), xi = q.dx[m * KB + b], s = q.sx[m * KB + b];
+      const float dw = scale_at(fmt, d, n * KB + b), xi = q.dx[m * KB + b], s = q.sx[m * KB + b];
       acc += dw * xi * float(dot);
-      if (fmt == Q4_1) acc += half_to_float(mn[n * KB + b]) * s;
+      if (fmt == Q4_1 || fmt == Q4_K) acc += scale_at(fmt, mn, n * KB + b) * s;
       if (fmt == Q4_0) acc -= 8.f * dw * s;
     }
     out[m * N + n] = acc + (bias ? bias[n] : 0.f);
@@ -172,8 +181,8 @@ void rg_quant_dequant(int fmt, const uint8_t* qs, const uint16_t* d, const uint1
   for (int64_t n = n0; n < n1; ++n) {
     for (int64_t b = 0; b < KB; ++b) {
       const uint8_t* w = qs + (n * KB + b) * QB;
-      const float dw = half_to_float(d[n * KB + b]);
-      const float mw = fmt == Q4_1 ? half_to_float(mn[n * KB + b]) : fmt == Q4_0 ? -8.f * dw : 0.f;
+      const float dw = scale_at(fmt, d, n * KB + b);
+      const float mw = fmt == Q4_1 || fmt == Q4_K ? scale_at(fmt, mn, n * KB + b) : fmt == Q4_0 ? -8.f * dw : 0.f;
       float* o = out + (n - n0) * K + b * QK;
       if (fmt == Q8_0) {
         for (int j = 0; j < QK; ++j) o[j] = dw * float(int8_t(w[j]));

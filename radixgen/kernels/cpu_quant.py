@@ -1,4 +1,4 @@
-"""Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0) and the CPU kernels that multiply by them
+"""Block-quantized weights (GGUF's Q4_0, Q4_1, Q8_0, Q4_K) and the CPU kernels that multiply by them
 (cpu_quant_panel.cpp, cpu_quant.cpp; built into the same library as the attention kernel, see cpu.py).
 
 A weight W [N, K] is loaded as `BlockWeight`: qs uint8 [N, K / 32 * QB] (QB = 16 bytes of nibbles
@@ -26,8 +26,8 @@ import torch
 from .cpu import load_library
 
 QK = 32  # weights per block
-FORMATS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}  # ggml's type ids
-_QB = {"Q4_0": 16, "Q4_1": 16, "Q8_0": 32}  # quant bytes per block
+FORMATS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12}  # ggml's type ids
+_QB = {"Q4_0": 16, "Q4_1": 16, "Q8_0": 32, "Q4_K": 16}  # quant bytes per block
 _GGUF_BLOCK = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}  # bytes per block in a GGUF file
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
@@ -36,8 +36,8 @@ _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 class BlockWeight:
     fmt: str              # Q4_0 | Q4_1 | Q8_0
     qs: torch.Tensor      # uint8 [N, K / 32 * QB]
-    d: torch.Tensor       # fp16 [N, K / 32]
-    m: torch.Tensor | None  # fp16 [N, K / 32], Q4_1 only
+    d: torch.Tensor       # fp16 [N, K / 32] (fp32 for Q4_K)
+    m: torch.Tensor | None  # fp16 [N, K / 32] (fp32 for Q4_K), Q4_1 and Q4_K only
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,14 +61,42 @@ def cat_rows(weights: list[BlockWeight]) -> BlockWeight:
 
 
 def from_gguf(raw: np.ndarray, fmt: str, n: int, k: int) -> BlockWeight:
-    """A GGUF tensor's bytes (uint8, N rows of K / 32 blocks) -> BlockWeight, bit for bit."""
+    """A GGUF tensor's bytes (uint8, N rows of K / 32 blocks; K / 256 for Q4_K) -> BlockWeight, bit for bit."""
     if fmt not in FORMATS:
         raise ValueError(f"block format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
+    if fmt == "Q4_K":
+        return _from_q4_k(np.asarray(raw, dtype=np.uint8).reshape(n, k // 256, 144))
     blocks = torch.from_numpy(np.array(raw, dtype=np.uint8).reshape(n, k // QK, _GGUF_BLOCK[fmt]))
     d = blocks[..., 0:2].contiguous().view(torch.float16).reshape(n, k // QK)
     m = blocks[..., 2:4].contiguous().view(torch.float16).reshape(n, k // QK) if fmt == "Q4_1" else None
     qs = blocks[..., _GGUF_BLOCK[fmt] - _QB[fmt]:].reshape(n, -1).contiguous()
     return BlockWeight(fmt, qs, d.contiguous(), m)
+
+
+def _scale_min_k4(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K's 12 scale bytes [..., 12] -> 6-bit sub-scales and sub-mins [..., 8]: bytes 0-3 hold
+    scales 0-3 (low 6 bits) and the top 2 bits of scales 4-7; 4-7 the same for the mins; 8-11 the
+    low 4 bits of scales 4-7 (low nibble) and of mins 4-7 (high nibble)."""
+    lo_d, lo_m, hi = s[..., 0:4], s[..., 4:8], s[..., 8:12]
+    sc = np.concatenate([lo_d & 63, (hi & 0x0F) | ((lo_d >> 2) & 0x30)], axis=-1)
+    mn = np.concatenate([lo_m & 63, (hi >> 4) | ((lo_m >> 2) & 0x30)], axis=-1)
+    return sc, mn
+
+
+def _from_q4_k(sb: np.ndarray) -> BlockWeight:
+    """Q4_K super-blocks uint8 [N, S, 144] (fp16 d, fp16 dmin, 12 scale bytes, 128 quant bytes for
+    256 weights) -> 32-blocks in Q4_1's form: weight = (d * sc) * q - dmin * m per sub-block, so the
+    block's scale d * sc and min -(dmin * m) are kept in fp32, where both products are exact (11-bit
+    times 6-bit mantissas), as gguf's own dequantization computes them."""
+    n, s = sb.shape[:2]
+    d = sb[..., 0:2].copy().view(np.float16).astype(np.float32)      # [N, S, 1]
+    dmin = sb[..., 2:4].copy().view(np.float16).astype(np.float32)   # [N, S, 1]
+    sc, mn = _scale_min_k4(sb[..., 4:16])                             # [N, S, 8]
+    qs = sb[..., 16:].reshape(n, s, 4, 32)  # 64 weights a chunk: low nibbles the first 32, high the next
+    q = np.stack([qs & 0x0F, qs >> 4], axis=3).reshape(n, s * 8, QK)  # [N, KB, 32] in order
+    scale = (d * sc.astype(np.float32)).reshape(n, s * 8)
+    mins = -(dmin * mn.astype(np.float32)).reshape(n, s * 8)
+    return BlockWeight("Q4_K", _pack_nibbles(torch.from_numpy(q)), torch.from_numpy(scale), torch.from_numpy(mins))
 
 
 def _pack_nibbles(q: torch.Tensor) -> torch.Tensor:
@@ -98,7 +126,7 @@ def quantize(w: torch.Tensor, fmt: str) -> BlockWeight:
         d = g.gather(2, idx).squeeze(2) / -8.0
         q = torch.floor(g * torch.where(d != 0, 1.0 / d, 0.0)[..., None] + 8.5).clamp(0, 15)
         return BlockWeight(fmt, _pack_nibbles(q), d.half(), None)
-    raise ValueError(f"block format {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
+    raise ValueError(f"block format {fmt!r} cannot be made at load (supported: Q4_0, Q4_1, Q8_0)")
 
 
 def dequantize(w: BlockWeight) -> torch.Tensor:
@@ -109,7 +137,7 @@ def dequantize(w: BlockWeight) -> torch.Tensor:
         return (d * w.qs.view(torch.int8).reshape(n, -1, QK).float()).reshape(n, k)
     b = w.qs.reshape(n, -1, 16)
     q = torch.cat([b & 0x0F, b >> 4], dim=2).float()              # [N, KB, 32], in order
-    mn = w.m.float()[..., None] if w.fmt == "Q4_1" else -8.0 * d
+    mn = w.m.float()[..., None] if w.m is not None else -8.0 * d
     return (d * q + mn).reshape(n, k)
 
 
@@ -193,8 +221,8 @@ class PanelWeight:
     n: int                  # out_features (the last panel padded with zeros)
     k: int
     q: torch.Tensor         # uint8 [P, K / 32, 128 or 256]
-    d: torch.Tensor         # fp16 [P, K / 32, 8]
-    m: torch.Tensor | None  # fp16 [P, K / 32, 8], Q4_1 only
+    d: torch.Tensor         # fp16 [P, K / 32, 8] (fp32 for Q4_K)
+    m: torch.Tensor | None  # the same, Q4_1 and Q4_K only
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -215,8 +243,8 @@ def pack_panels(w: BlockWeight) -> PanelWeight:
     n, k = w.shape
     p, kb = (n + 7) // 8, k // QK
     q = torch.empty(p, kb, 256 if w.fmt == "Q8_0" else 128, dtype=torch.uint8)
-    d = torch.empty(p, kb, 8, dtype=torch.float16)
-    m = torch.empty(p, kb, 8, dtype=torch.float16) if w.fmt == "Q4_1" else None
+    d = torch.empty(p, kb, 8, dtype=w.d.dtype)
+    m = None if w.m is None else torch.empty(p, kb, 8, dtype=w.m.dtype)
     _lib().rg_quant_pack_panels(FORMATS[w.fmt], *_ptrs(w), n, k, q.data_ptr(), d.data_ptr(),
                                 0 if m is None else m.data_ptr())
     return PanelWeight(w.fmt, n, k, q, d, m)

@@ -15,10 +15,12 @@
 //
 // Layout (rg_quant_pack_panels, once at load): columns in panels of NP = 8 (the last one padded
 // with zero weights and scales). Per panel and block of 32 k, PB bytes:
-//   4-bit: 4 chunks of 32 bytes; chunk c, byte 4 j + t (column j, t = 0..3) holds k = 4 c + t in
-//          its low nibble and k = 16 + 4 c + t in its high one (GGUF's own byte 4 c + t of column j).
+//   4-bit (Q4_0, Q4_1, Q4_K): 4 chunks of 32 bytes; chunk c, byte 4 j + t (column j, t = 0..3)
+//          holds k = 4 c + t in its low nibble and k = 16 + 4 c + t in its high one (GGUF's own
+//          byte 4 c + t of column j's block).
 //   Q8_0:  8 chunks of 32 int8; chunk g, byte 4 j + t holds k = 4 g + t of column j.
-// and fp16 scales pd [P, KB, 8] (d) and pm [P, KB, 8] (Q4_1's mins; unused otherwise).
+// and scales pd [P, KB, 8] (d) and pm [P, KB, 8] (Q4_1's and Q4_K's mins; unused otherwise), fp16,
+// or fp32 for Q4_K (its 32-blocks' d * sub-scale, see cpu_quant.py).
 #include <omp.h>
 
 #include <cstdint>
@@ -35,10 +37,18 @@
 namespace {
 
 constexpr int QK = 32, NP = 8;
-enum Fmt { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };  // ggml's type ids
+enum Fmt { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12 };  // ggml's type ids
 
 inline int64_t src_block_bytes(int fmt) { return fmt == Q8_0 ? 32 : 16; }
 inline int64_t panel_block_bytes(int fmt) { return fmt == Q8_0 ? 256 : 128; }
+inline int64_t scale_words(int fmt) { return fmt == Q4_K ? 2 : 1; }  // uint16 words per scale: fp32 for Q4_K
+
+// 8 columns' scales (or mins) of one block as fp32.
+template <int FMT>
+inline __m256 load_scales(const uint16_t* s) {
+  if constexpr (FMT == Q4_K) return _mm256_loadu_ps(reinterpret_cast<const float*>(s));
+  else return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+}
 
 #ifdef RG_PANEL_SIMD
 // Rows m0 .. m0 + MR - 1 of the quantized activations against one panel: out[i * N + j] for
@@ -89,13 +99,12 @@ void panel_rows(const uint8_t* pq, const uint16_t* pd, const uint16_t* pm, const
       }
       for (int i = 0; i < MR; ++i) dot[i] = _mm256_madd_epi16(s16[i], ones);
     }
-    const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pd + b * NP)));
+    constexpr int64_t SW = FMT == Q4_K ? 2 : 1;
+    const __m256 dv = load_scales<FMT>(pd + b * NP * SW);
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dv, _mm256_set1_ps(dx[i * KB + b])), _mm256_cvtepi32_ps(dot[i]), acc[i]);
     if constexpr (FMT != Q8_0) {  // + m * sx, with m = -8 d for Q4_0
-      const __m256 mv = FMT == Q4_1
-          ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pm + b * NP)))
-          : _mm256_mul_ps(dv, _mm256_set1_ps(-8.f));
+      const __m256 mv = FMT == Q4_0 ? _mm256_mul_ps(dv, _mm256_set1_ps(-8.f)) : load_scales<FMT>(pm + b * NP * SW);
       for (int i = 0; i < MR; ++i) acc[i] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sx[i * KB + b]), acc[i]);
     }
   }
@@ -119,7 +128,7 @@ constexpr int64_t PANEL_GROUP = 16;  // ... while a group of panels' weights (<=
 template <int FMT>
 void gemm_panels(const uint8_t* pq, const uint16_t* pd, const uint16_t* pm, const float* bias, const int8_t* xq,
                  const float* dx, const float* sx, float* out, int64_t M, int64_t N, int64_t K, int threads) {
-  const int64_t KB = K / QK, P = (N + NP - 1) / NP, PB = panel_block_bytes(FMT);
+  const int64_t KB = K / QK, P = (N + NP - 1) / NP, PB = panel_block_bytes(FMT), SW = scale_words(FMT);
 #pragma omp parallel num_threads(threads)
   {
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
@@ -138,8 +147,8 @@ void gemm_panels(const uint8_t* pq, const uint16_t* pd, const uint16_t* pm, cons
             bp = bias_pad;
           }
           const uint8_t* w = pq + p * KB * PB;
-          const uint16_t* d = pd + p * KB * NP;
-          const uint16_t* mn = pm ? pm + p * KB * NP : nullptr;
+          const uint16_t* d = pd + p * KB * NP * SW;
+          const uint16_t* mn = pm ? pm + p * KB * NP * SW : nullptr;
           for (int64_t m = r0; m < r1; m += MR) {
             const int64_t rows = r1 - m < MR ? r1 - m : MR;
             const int8_t* x = xq + m * K;
@@ -171,14 +180,16 @@ int rg_quant_panels_available() {
 #endif
 }
 
-// W (cpu_quant.cpp's layout: qs [N, KB * QB], d, mn fp16 [N, KB]) -> panels: pq uint8 [P, KB, PB],
-// pd, pm fp16 [P, KB, 8] (pm only for Q4_1; null otherwise), P = ceil(N / 8). Exact: bytes move.
+// W (cpu_quant.cpp's layout: qs [N, KB * QB], d, mn [N, KB]) -> panels: pq uint8 [P, KB, PB],
+// pd, pm [P, KB, 8] (fp16; fp32 for Q4_K; pm only for Q4_1 and Q4_K, null otherwise), P = ceil(N / 8).
+// Exact: bytes move.
 void rg_quant_pack_panels(int fmt, const uint8_t* qs, const uint16_t* d, const uint16_t* mn, int64_t N, int64_t K,
                           uint8_t* pq, uint16_t* pd, uint16_t* pm) {
   const int64_t KB = K / QK, P = (N + NP - 1) / NP, QB = src_block_bytes(fmt), PB = panel_block_bytes(fmt);
+  const int64_t SW = scale_words(fmt);
   std::memset(pq, 0, P * KB * PB);
-  std::memset(pd, 0, P * KB * NP * 2);
-  if (pm) std::memset(pm, 0, P * KB * NP * 2);
+  std::memset(pd, 0, P * KB * NP * 2 * SW);
+  if (pm) std::memset(pm, 0, P * KB * NP * 2 * SW);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t p = n / NP, j = n % NP;
     for (int64_t b = 0; b < KB; ++b) {
@@ -186,8 +197,8 @@ void rg_quant_pack_panels(int fmt, const uint8_t* qs, const uint16_t* d, const u
       uint8_t* dst = pq + (p * KB + b) * PB;
       for (int64_t c = 0; c < QB / 4; ++c)  // chunk c takes source bytes 4c .. 4c + 3
         std::memcpy(dst + 32 * c + 4 * j, src + 4 * c, 4);
-      pd[(p * KB + b) * NP + j] = d[n * KB + b];
-      if (pm) pm[(p * KB + b) * NP + j] = mn[n * KB + b];
+      std::memcpy(pd + ((p * KB + b) * NP + j) * SW, d + (n * KB + b) * SW, 2 * SW);
+      if (pm) std::memcpy(pm + ((p * KB + b) * NP + j) * SW, mn + (n * KB + b) * SW, 2 * SW);
     }
   }
 }
@@ -203,6 +214,7 @@ void rg_quant_gemm_panels(int fmt, const uint8_t* pq, const uint16_t* pd, const 
   rg_quant_rows(x, M, K, xq.data(), dx.data(), sx.data(), threads);
   if (fmt == Q4_0) gemm_panels<Q4_0>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
   else if (fmt == Q4_1) gemm_panels<Q4_1>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
+  else if (fmt == Q4_K) gemm_panels<Q4_K>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
   else gemm_panels<Q8_0>(pq, pd, pm, bias, xq.data(), dx.data(), sx.data(), out, M, N, K, threads);
 #else
   (void)fmt, (void)pq, (void)pd, (void)pm, (void)bias, (void)x, (void)out, (void)M, (void)N, (void)K, (void)threads;

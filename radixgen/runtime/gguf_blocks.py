@@ -1,5 +1,6 @@
-"""A GGUF file's quantized tensors as they are (Q4_0 / Q4_1 / Q8_0 blocks), keyed by the Hugging
-Face names of the converted model, cached once beside it as `gguf_blocks.safetensors`.
+"""A GGUF file's quantized tensors as they are (Q4_0 / Q4_1 / Q8_0 blocks; Q4_K super-blocks as
+32-blocks with fp32 scales), keyed by the Hugging Face names of the converted model, cached once
+beside it as `gguf_blocks.safetensors` (rewritten when the formats read have grown since).
 
 Why: the converted cache holds the weights dequantized to fp32; requantizing those would round
 them again. Read with the `gguf` package, the blocks are repacked bit for bit (kernels/cpu_quant.py)
@@ -23,6 +24,16 @@ from radixgen.kernels.cpu_quant import FORMATS, BlockWeight, dequantize, from_gg
 
 log = logging.getLogger("radixgen")
 BLOCKS_FILE = "gguf_blocks.safetensors"
+_FORMATS_KEY = "__formats__"  # metadata: the formats the writer read (a cache from before Q4_K lacks it)
+
+
+def blocks_current(model_dir: Path) -> bool:
+    """Whether model_dir's cached blocks were written by a reader of every format we read now."""
+    path = model_dir / BLOCKS_FILE
+    if not path.is_file():
+        return False
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get(_FORMATS_KEY) == ",".join(FORMATS)
 
 
 def _row_orders(n: int, heads: list[int]) -> list[torch.Tensor | None]:
@@ -74,7 +85,7 @@ def write_blocks(gguf_path: Path, model_dir: Path) -> None:
             if blocks.m is not None:
                 out[name + ".m"] = blocks.m
     tmp = model_dir / f".{BLOCKS_FILE}.{os.getpid()}.tmp"
-    save_file(out, str(tmp), metadata=formats)
+    save_file(out, str(tmp), metadata={**formats, _FORMATS_KEY: ",".join(FORMATS)})
     os.replace(tmp, model_dir / BLOCKS_FILE)
 
 
@@ -91,6 +102,8 @@ def load_blocks(model_dir: Path) -> dict[str, BlockWeight]:
     blocks: dict[str, BlockWeight] = {}
     with safe_open(str(path), "pt") as f:
         for name, fmt in (f.metadata() or {}).items():
+            if name == _FORMATS_KEY:
+                continue
             m = f.get_tensor(name + ".m") if name + ".m" in f.keys() else None
             blocks[name] = BlockWeight(fmt, f.get_tensor(name + ".qs"), f.get_tensor(name + ".d"), m)
     return blocks

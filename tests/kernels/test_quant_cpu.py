@@ -118,8 +118,10 @@ def test_cat_and_rows_are_exact() -> None:
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="multiple of the block size"):
         quantize(torch.randn(4, 48), "Q8_0")
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="cannot be made at load"):
         quantize(torch.randn(4, 64), "Q5_K")
+    with pytest.raises(ValueError, match="not supported"):
+        cpu_quant.from_gguf(np.zeros((4, 22), np.uint8), "Q5_K", 4, 32)
     assert isinstance(quantize(torch.zeros(2, 32), "Q4_0"), BlockWeight)  # an all-zero block: d = 0
     assert torch.equal(dequantize(quantize(torch.zeros(2, 32), "Q8_0")), torch.zeros(2, 32))
 
@@ -132,3 +134,58 @@ def test_forced_scalar_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert layer.panels is None and not cpu_quant.panels_available()
     monkeypatch.delenv("RADIXGEN_QUANT_SCALAR")
     assert not cpu_quant.force_scalar() and cpu_quant.kernel_path() != "scalar (forced)"
+
+
+def _q4_k_bytes(n: int, k: int, seed: int) -> np.ndarray:
+    """Random Q4_K super-blocks uint8 [N, K / 256 * 144] with sane fp16 d and dmin."""
+    rng = np.random.default_rng(seed)
+    sb = rng.integers(0, 256, (n, k // 256, 144), dtype=np.uint8)
+    sb[..., 0:2] = rng.uniform(1e-4, 2e-3, (n, k // 256, 1)).astype(np.float16).view(np.uint8)
+    sb[..., 2:4] = rng.uniform(1e-4, 2e-3, (n, k // 256, 1)).astype(np.float16).view(np.uint8)
+    return sb.reshape(n, -1)
+
+
+def test_q4_k_reads_as_gguf_dequantizes_it_bit_for_bit() -> None:
+    """Q4_K super-blocks become 32-blocks with fp32 scale and min: dequantized, exactly the weight
+    gguf's own dequantization (what transformers loads) gives."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize as gguf_dequantize
+    raw = _q4_k_bytes(6, 512, 0)
+    w = cpu_quant.from_gguf(raw, "Q4_K", 6, 512)
+    assert w.d.dtype == torch.float32 and w.m is not None and w.qs.shape == (6, 512 // 2)
+    ref = gguf_dequantize(raw, GGMLQuantizationType.Q4_K).reshape(6, 512)
+    assert torch.equal(dequantize(w), torch.from_numpy(ref.astype(np.float32)))
+
+
+@pytest.mark.parametrize("n,k", [(5, 256), (131, 512), (64, 1536)])
+def test_q4_k_kernels_match_the_dequantized_matmul(n: int, k: int) -> None:
+    w = cpu_quant.from_gguf(_q4_k_bytes(n, k, n), "Q4_K", n, k)
+    wd, bias = dequantize(w), torch.randn(n)
+    assert torch.equal(cpu_quant.dequantize_rows(w, 0, n), wd)
+    paths = [lambda x: cpu_quant.gemm(x, w, bias)]
+    if cpu_quant.panels_available():
+        panels = cpu_quant.pack_panels(w)
+        back = cpu_quant.unpack_panels(panels)
+        assert torch.equal(back.qs, w.qs) and torch.equal(back.d, w.d) and torch.equal(back.m, w.m)
+        paths.append(lambda x: cpu_quant.gemm_panels(x, panels, bias))
+    for m in (1, 5, 17, 67):
+        x = torch.randn(m, k)
+        exact = _q8_activations(x) @ wd.T + bias
+        for path in paths:
+            torch.testing.assert_close(path(x), exact, rtol=1e-4, atol=1e-4 * exact.abs().max().item())
+
+
+def test_blocks_cache_from_before_a_new_format_is_not_current(tmp_path) -> None:
+    """A gguf_blocks cache written before Q4_K (no formats key) is rewritten at the next load."""
+    from safetensors.torch import save_file
+
+    from radixgen.runtime import gguf_blocks
+    w = quantize(torch.randn(4, 64), "Q4_1")
+    tensors = {"a.weight.qs": w.qs, "a.weight.d": w.d, "a.weight.m": w.m}
+    save_file(tensors, str(tmp_path / gguf_blocks.BLOCKS_FILE), metadata={"a.weight": "Q4_1"})
+    assert gguf_blocks.has_blocks(tmp_path) and not gguf_blocks.blocks_current(tmp_path)
+    assert set(gguf_blocks.load_blocks(tmp_path)) == {"a.weight"}
+    save_file(tensors, str(tmp_path / gguf_blocks.BLOCKS_FILE),
+              metadata={"a.weight": "Q4_1", "__formats__": ",".join(cpu_quant.FORMATS)})
+    assert gguf_blocks.blocks_current(tmp_path)
+    assert torch.equal(gguf_blocks.load_blocks(tmp_path)["a.weight"].qs, w.qs)  # the key is not a tensor

@@ -25,7 +25,8 @@ NEW_TOKENS = 24
 
 @pytest.fixture(scope="module")
 def gemma():
-    with radixgen.Engine(model="gemma3-270m", dtype="float32", max_total_tokens=6000,
+    # the float model: exact parity with transformers (auto would swap in the file's Q4_K / Q8_0 blocks)
+    with radixgen.Engine(model="gemma3-270m", dtype="float32", quantization="none", max_total_tokens=6000,
                          chunked_prefill_size=256) as engine:
         yield engine
 
