@@ -43,6 +43,8 @@ inline int64_t src_block_bytes(int fmt) { return fmt == Q8_0 ? 32 : 16; }
 inline int64_t panel_block_bytes(int fmt) { return fmt == Q8_0 ? 256 : 128; }
 inline int64_t scale_words(int fmt) { return fmt == Q4_K ? 2 : 1; }  // uint16 words per scale: fp32 for Q4_K
 
+
+#ifdef RG_PANEL_SIMD
 // 8 columns' scales (or mins) of one block as fp32.
 template <int FMT>
 inline __m256 load_scales(const uint16_t* s) {
@@ -50,7 +52,6 @@ inline __m256 load_scales(const uint16_t* s) {
   else return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
 }
 
-#ifdef RG_PANEL_SIMD
 // Rows m0 .. m0 + MR - 1 of the quantized activations against one panel: out[i * N + j] for
 // j < ncols. acc[i]: row i's 8 columns in fp32.
 template <int FMT, int MR>
