@@ -41,7 +41,7 @@ enum Fmt { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12 };  // ggml's type ids
 
 inline int64_t src_block_bytes(int fmt) { return fmt == Q8_0 ? 32 : 16; }
 inline int64_t panel_block_bytes(int fmt) { return fmt == Q8_0 ? 256 : 128; }
-inline int64_t scale_words(int fmt) { return fmt == Q4_K ? 2 : 1; }  // uint16 words per scale: fp32 for Q4_K
+constexpr int64_t scale_words(int fmt) { return fmt == Q4_K ? 2 : 1; }  // uint16 words per scale: fp32 for Q4_K
 
 
 #ifdef RG_PANEL_SIMD
@@ -100,7 +100,7 @@ void panel_rows(const uint8_t* pq, const uint16_t* pd, const uint16_t* pm, const
       }
       for (int i = 0; i < MR; ++i) dot[i] = _mm256_madd_epi16(s16[i], ones);
     }
-    constexpr int64_t SW = FMT == Q4_K ? 2 : 1;
+    constexpr int64_t SW = scale_words(FMT);
     const __m256 dv = load_scales<FMT>(pd + b * NP * SW);
     for (int i = 0; i < MR; ++i)
       acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dv, _mm256_set1_ps(dx[i * KB + b])), _mm256_cvtepi32_ps(dot[i]), acc[i]);

@@ -54,8 +54,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def pick_quantization(name: str, device: torch.device, dtype: torch.dtype, tp_size: int = 1,
-                      gguf: bool = True) -> str:
+def pick_quantization(name: str, device: torch.device, dtype: torch.dtype, tp_size: int, gguf: bool) -> str:
     """The config's quantization resolved to what the model's quantize() takes: "none"; "block:MODE"
     (auto / int8 / int4 over our block kernels, models/block_quant.py); or a PyTorch-kernel mode
     (models/quant.py: int8-dynamic, and int8 / int4 where our kernel library could not be built).
